@@ -1,0 +1,64 @@
+# shellcheck shell=bash
+# Shared helpers for the project's scripts: pinned tool installs into .tools/ (git-ignored), so a
+# fresh machine with only Go (and the package registries) gets everything the tests need.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TOOLS="$ROOT/.tools"
+mkdir -p "$TOOLS/bin"
+export PATH="$TOOLS/bin:$PATH"
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+
+STATICCHECK_VERSION=v0.8.2
+ACTIONLINT_VERSION=v1.7.12
+ACT_VERSION=v0.2.89
+COPILOT_CLI_VERSION=1.0.102
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+# go_tool NAME MODULE@VERSION: install a Go tool once into .tools/bin, keyed by version.
+go_tool() {
+  local name=$1 mod=$2 stamp="$TOOLS/bin/.$1.version"
+  if [[ -x "$TOOLS/bin/$name" && "$(cat "$stamp" 2>/dev/null)" == "$mod" ]]; then return 0; fi
+  log "installing $mod"
+  GOBIN="$TOOLS/bin" go install "$mod" || die "go install $mod failed"
+  echo "$mod" >"$stamp"
+}
+
+need_staticcheck() { go_tool staticcheck "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"; }
+need_actionlint() { go_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"; }
+need_act() { go_tool act "github.com/nektos/act@$ACT_VERSION"; }
+
+# need_apt CMD PACKAGE...: install Debian packages unless CMD is already on PATH.
+need_apt() {
+  local cmd=$1; shift
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  [[ $(id -u) == 0 ]] || die "$cmd is missing and installing it needs root: apt-get install $*"
+  log "apt-get install $*"
+  if [[ ! -f "$TOOLS/.apt-updated" ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || die "apt-get update failed"
+    touch "$TOOLS/.apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || die "apt-get install $* failed"
+}
+
+# need_copilot_cli: the real Copilot CLI from npm, pinned; prints the path of its binary.
+need_copilot_cli() {
+  local dir="$TOOLS/npm-copilot"
+  if [[ ! -f "$dir/node_modules/@github/copilot/package.json" ]] ||
+     ! grep -q "\"version\": \"$COPILOT_CLI_VERSION\"" "$dir/node_modules/@github/copilot/package.json"; then
+    command -v npm >/dev/null || die "npm is needed for the Copilot CLI end-to-end test"
+    log "npm install @github/copilot@$COPILOT_CLI_VERSION"
+    mkdir -p "$dir"
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error "@github/copilot@$COPILOT_CLI_VERSION" >&2) ||
+      die "npm install @github/copilot@$COPILOT_CLI_VERSION failed"
+  fi
+  echo "$dir/node_modules/.bin/copilot"
+}
+
+# build_binary: build copilot-route into .tools/bin and print its path.
+build_binary() {
+  go build -o "$TOOLS/bin/copilot-route" "$ROOT/cmd/copilot-route" || die "go build failed"
+  echo "$TOOLS/bin/copilot-route"
+}

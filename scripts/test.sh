@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of copilot-route. Installs what it needs (pinned), starts what it needs, and
+# fails loudly. CI runs exactly this (.ci/run) on a clean clone, as root, with only the package
+# registries reachable.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+start=$(date +%s)
+
+log "go mod download"
+go mod download || die "go mod download failed"
+
+log "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))
+[[ -z "$unformatted" ]] || die "gofmt would change: $unformatted"
+
+log "go vet"
+go vet ./... || die "go vet failed"
+
+log "staticcheck"
+need_staticcheck
+staticcheck ./... || die "staticcheck failed"
+
+log "go test -race"
+go test -race -count=1 ./... || die "go test failed"
+
+log "all tests passed in $(( $(date +%s) - start ))s"
