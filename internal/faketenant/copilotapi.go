@@ -1,0 +1,494 @@
+package faketenant
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// DefaultModel is the model the tenant marks as the chat default.
+const DefaultModel = "claude-sonnet-4.5"
+
+// model describes one entry of GET /models.
+type model struct {
+	id, name, vendor, family string
+	endpoints                []string
+	premium                  bool
+	multiplier               float64
+	context, output          int
+	isDefault                bool
+}
+
+var catalogue = []model{
+	{id: "claude-sonnet-4.5", name: "Claude Sonnet 4.5", vendor: "Anthropic", family: "claude-sonnet-4.5",
+		endpoints: []string{"/chat/completions", "/v1/messages"}, premium: true, multiplier: 1, context: 200000, output: 32000, isDefault: true},
+	{id: "claude-sonnet-4", name: "Claude Sonnet 4", vendor: "Anthropic", family: "claude-sonnet-4",
+		endpoints: []string{"/chat/completions", "/v1/messages"}, premium: true, multiplier: 1, context: 200000, output: 16000},
+	{id: "gpt-5", name: "GPT-5", vendor: "Azure OpenAI", family: "gpt-5",
+		endpoints: []string{"/chat/completions", "/responses"}, premium: true, multiplier: 1, context: 400000, output: 128000},
+	{id: "gpt-5-mini", name: "GPT-5 mini", vendor: "Azure OpenAI", family: "gpt-5-mini",
+		endpoints: []string{"/chat/completions", "/responses"}, context: 264000, output: 64000},
+	{id: "gpt-4.1", name: "GPT-4.1", vendor: "Azure OpenAI", family: "gpt-4.1",
+		endpoints: []string{"/chat/completions"}, context: 128000, output: 16384},
+}
+
+func (m model) json() map[string]any {
+	return map[string]any{
+		"id":                    m.id,
+		"name":                  m.name,
+		"object":                "model",
+		"vendor":                m.vendor,
+		"version":               m.id,
+		"preview":               false,
+		"model_picker_enabled":  true,
+		"model_picker_category": map[bool]string{true: "powerful", false: "lightweight"}[m.premium],
+		"is_chat_default":       m.isDefault,
+		"is_chat_fallback":      m.id == "gpt-4.1",
+		"capabilities": map[string]any{
+			"family":    m.family,
+			"object":    "model_capabilities",
+			"type":      "chat",
+			"tokenizer": "o200k_base",
+			"limits": map[string]any{
+				"max_context_window_tokens": m.context,
+				"max_output_tokens":         m.output,
+				"max_prompt_tokens":         m.context - m.output,
+				"vision": map[string]any{
+					"max_prompt_image_size": 3145728,
+					"max_prompt_images":     5,
+					"supported_media_types": []string{"image/jpeg", "image/png", "image/webp"},
+				},
+			},
+			"supports": map[string]any{
+				"streaming":           true,
+				"tool_calls":          true,
+				"parallel_tool_calls": true,
+				"vision":              true,
+				"structured_outputs":  true,
+			},
+		},
+		"policy":              map[string]any{"state": "enabled", "terms": "Enabled by the acme enterprise policy."},
+		"billing":             map[string]any{"is_premium": m.premium, "multiplier": m.multiplier, "restricted_to": []string{"enterprise"}},
+		"supported_endpoints": m.endpoints,
+	}
+}
+
+func (t *Tenant) models(w http.ResponseWriter, _ *http.Request, c *call) {
+	if c.b.ModelsStatus != 0 && c.b.ModelsStatus != http.StatusOK {
+		writeError(w, c.b.ModelsStatus, http.StatusText(c.b.ModelsStatus))
+		return
+	}
+	data := make([]map[string]any, 0, len(catalogue)+1)
+	for _, m := range catalogue {
+		data = append(data, m.json())
+	}
+	data = append(data, map[string]any{
+		"id": "text-embedding-3-small", "name": "Embedding V3 small", "object": "model", "vendor": "Azure OpenAI",
+		"version": "text-embedding-3-small", "preview": false, "model_picker_enabled": false, "is_chat_default": false,
+		"capabilities": map[string]any{"family": "text-embedding-3-small", "object": "model_capabilities", "type": "embeddings",
+			"tokenizer": "cl100k_base", "limits": map[string]any{"max_inputs": 512}, "supports": map[string]any{"dimensions": true}},
+		"policy": map[string]any{"state": "enabled", "terms": ""}, "supported_endpoints": []string{"/embeddings"},
+	})
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+}
+
+// mcp answers the read-only GitHub MCP server's JSON-RPC (Streamable HTTP, JSON replies): an
+// initialize handshake and an empty tool list are enough for a client to go on.
+func (t *Tenant) mcp(w http.ResponseWriter, r *http.Request, c *call) {
+	if r.Method != http.MethodPost {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
+	id, hasID := c.json["id"]
+	method, _ := c.json["method"].(string)
+	w.Header().Set("Mcp-Session-Id", "fake-mcp-session")
+	if !hasID || id == nil {
+		w.WriteHeader(http.StatusAccepted) // a notification
+		return
+	}
+	var result any
+	switch method {
+	case "initialize":
+		pv := "2025-06-18"
+		if p, ok := c.json["params"].(map[string]any); ok {
+			if v, ok := p["protocolVersion"].(string); ok && v != "" {
+				pv = v
+			}
+		}
+		result = map[string]any{
+			"protocolVersion": pv,
+			"capabilities":    map[string]any{"tools": map[string]any{"listChanged": false}},
+			"serverInfo":      map[string]any{"name": "github-mcp-server", "version": "fake-tenant"},
+		}
+	case "tools/list":
+		result = map[string]any{"tools": []any{}}
+	case "prompts/list":
+		result = map[string]any{"prompts": []any{}}
+	case "resources/list":
+		result = map[string]any{"resources": []any{}}
+	default:
+		result = map[string]any{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// splitText cuts s into n pieces of about equal size (some may be empty when s is short).
+func splitText(s string, n int) []string {
+	if n < 1 {
+		n = 1
+	}
+	r := []rune(s)
+	out := make([]string, n)
+	for i := 0; i < n; i++ {
+		out[i] = string(r[len(r)*i/n : len(r)*(i+1)/n])
+	}
+	return out
+}
+
+// stream is an SSE writer that flushes every event and knows how to abort the connection.
+type stream struct {
+	t    *Tenant
+	w    http.ResponseWriter
+	r    *http.Request
+	rc   *http.ResponseController
+	b    Behavior
+	sent int // text chunks written
+}
+
+// event writes one SSE event (name may be "") and flushes it.
+func (s *stream) event(name string, v any, pad bool) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if pad && s.b.ChunkBytes > 0 {
+		data = padJSON(data, s.b.ChunkBytes)
+	}
+	var sb strings.Builder
+	if name != "" {
+		sb.WriteString("event: " + name + "\n")
+	}
+	sb.WriteString("data: ")
+	sb.Write(data)
+	sb.WriteString("\n\n")
+	if _, err := s.w.Write([]byte(sb.String())); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+func (s *stream) raw(line string) error {
+	if _, err := s.w.Write([]byte(line)); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+// padJSON adds a "fake_padding" member to a JSON object so the event is about size bytes; the
+// clients ignore unknown members, so the text they show is unchanged.
+func padJSON(obj []byte, size int) []byte {
+	const overhead = len(`,"fake_padding":""`) + len("data: \n\n")
+	n := size - len(obj) - overhead
+	if n <= 0 || len(obj) < 2 || obj[len(obj)-1] != '}' {
+		return obj
+	}
+	out := make([]byte, 0, size)
+	out = append(out, obj[:len(obj)-1]...)
+	out = append(out, `,"fake_padding":"`...)
+	out = append(out, strings.Repeat("x", n)...)
+	out = append(out, `"}`...)
+	return out
+}
+
+var errStop = errors.New("stream stopped")
+
+// beforeChunk runs before text chunk number s.sent: it waits for the gate and the interval, and
+// aborts the connection once ResetAfterChunks chunks are out. A non-nil error ends the handler.
+func (s *stream) beforeChunk() error {
+	if s.b.ResetAfterChunks > 0 && s.sent >= s.b.ResetAfterChunks {
+		s.reset()
+		return errStop
+	}
+	if s.sent == 0 {
+		return nil
+	}
+	if s.b.Gate != nil {
+		select {
+		case <-s.b.Gate:
+		case <-s.r.Context().Done():
+			return errStop
+		case <-s.t.closing:
+			return errStop
+		}
+	}
+	if s.b.ChunkInterval > 0 && !s.t.sleep(s.r, s.b.ChunkInterval) {
+		return errStop
+	}
+	if s.r.Context().Err() != nil {
+		return errStop
+	}
+	return nil
+}
+
+// reset aborts the connection so the client sees an error rather than a clean end of stream: on
+// HTTP/1.1 the TCP connection is closed with SO_LINGER 0 (an RST); on HTTP/2, where the
+// connection is shared, the handler aborts and the server resets the stream.
+func (s *stream) reset() {
+	if s.r.ProtoMajor == 1 {
+		if conn, _, err := s.rc.Hijack(); err == nil {
+			var nc net.Conn = conn
+			if tc, ok := nc.(interface{ NetConn() net.Conn }); ok {
+				nc = tc.NetConn()
+			}
+			if tcp, ok := nc.(*net.TCPConn); ok {
+				_ = tcp.SetLinger(0)
+			}
+			_ = nc.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// run writes the text chunks with chunk(i, text) between start and finish, honouring the stream
+// switches. It tracks the stream as open while it runs.
+func (t *Tenant) runStream(w http.ResponseWriter, r *http.Request, b Behavior,
+	start func(*stream) error, chunk func(*stream, int, string) error, finish func(*stream, string) error) {
+	s := &stream{t: t, w: w, r: r, rc: http.NewResponseController(w), b: b}
+	t.streamStarted()
+	canceled := false
+	defer func() { t.streamEnded(canceled) }()
+	// Flag a client that went away, whatever way the handler stops.
+	defer func() {
+		if r.Context().Err() != nil {
+			canceled = true
+		}
+	}()
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if err := s.rc.Flush(); err != nil {
+		return
+	}
+	text := b.ReplyText
+	if text == "" {
+		text = DefaultReplyText
+	}
+	n := b.StreamChunks
+	if n <= 0 {
+		n = 8
+	}
+	if start(s) != nil {
+		return
+	}
+	pieces := splitText(text, n)
+	for i := 0; b.NeverEnd || i < n; i++ {
+		if s.beforeChunk() != nil {
+			return
+		}
+		if chunk(s, i, pieces[i%n]) != nil {
+			return
+		}
+		s.sent++
+	}
+	if b.ResetAfterChunks > 0 && s.sent >= b.ResetAfterChunks {
+		s.reset()
+		return
+	}
+	_ = finish(s, text)
+}
+
+func (t *Tenant) nextID(prefix string) string {
+	t.mu.Lock()
+	t.seq++
+	n := t.seq
+	t.mu.Unlock()
+	return fmt.Sprintf("%s%08d", prefix, n)
+}
+
+func requestModel(c *call) string {
+	if m, _ := c.json["model"].(string); m != "" {
+		return m
+	}
+	return DefaultModel
+}
+
+func wantsStream(c *call) bool {
+	s, _ := c.json["stream"].(bool)
+	return s
+}
+
+func replyText(b Behavior) string {
+	if b.ReplyText != "" {
+		return b.ReplyText
+	}
+	return DefaultReplyText
+}
+
+func usage(text string) (in, out int) { return 42, len(strings.Fields(text)) + 1 }
+
+func (t *Tenant) chatCompletions(w http.ResponseWriter, r *http.Request, c *call) {
+	id, mdl, created := t.nextID("chatcmpl-fake"), requestModel(c), time.Now().Unix()
+	if !wantsStream(c) {
+		text := replyText(c.b)
+		in, out := usage(text)
+		writeJSON(w, http.StatusOK, map[string]any{
+			"id": id, "object": "chat.completion", "created": created, "model": mdl,
+			"choices": []any{map[string]any{"index": 0, "finish_reason": "stop",
+				"message": map[string]any{"role": "assistant", "content": text}}},
+			"usage": map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out},
+		})
+		return
+	}
+	chunk := func(delta map[string]any, finish any) map[string]any {
+		return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": mdl,
+			"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}}}
+	}
+	t.runStream(w, r, c.b,
+		func(s *stream) error { return nil },
+		func(s *stream, i int, text string) error {
+			d := map[string]any{"content": text}
+			if i == 0 {
+				d["role"] = "assistant"
+			}
+			return s.event("", chunk(d, nil), true)
+		},
+		func(s *stream, text string) error {
+			in, out := usage(text)
+			last := chunk(map[string]any{}, "stop")
+			last["usage"] = map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out}
+			if err := s.event("", last, false); err != nil {
+				return err
+			}
+			return s.raw("data: [DONE]\n\n")
+		})
+}
+
+func (t *Tenant) responses(w http.ResponseWriter, r *http.Request, c *call) {
+	id, msgID, mdl, created := t.nextID("resp_fake"), t.nextID("msg_fake"), requestModel(c), time.Now().Unix()
+	message := func(text, status string) map[string]any {
+		content := []any{}
+		if status == "completed" {
+			content = append(content, map[string]any{"type": "output_text", "text": text, "annotations": []any{}})
+		}
+		return map[string]any{"id": msgID, "type": "message", "status": status, "role": "assistant", "content": content}
+	}
+	response := func(status string, output []any, text string) map[string]any {
+		resp := map[string]any{"id": id, "object": "response", "created_at": created, "status": status, "model": mdl,
+			"output": output, "error": nil, "incomplete_details": nil}
+		if status == "completed" {
+			in, out := usage(text)
+			resp["usage"] = map[string]any{"input_tokens": in, "output_tokens": out, "total_tokens": in + out,
+				"input_tokens_details": map[string]any{"cached_tokens": 0}, "output_tokens_details": map[string]any{"reasoning_tokens": 0}}
+		}
+		return resp
+	}
+	if !wantsStream(c) {
+		text := replyText(c.b)
+		writeJSON(w, http.StatusOK, response("completed", []any{message(text, "completed")}, text))
+		return
+	}
+	seq := 0
+	ev := func(s *stream, typ string, v map[string]any, pad bool) error {
+		v["type"] = typ
+		v["sequence_number"] = seq
+		seq++
+		return s.event(typ, v, pad)
+	}
+	t.runStream(w, r, c.b,
+		func(s *stream) error {
+			if err := ev(s, "response.created", map[string]any{"response": response("in_progress", []any{}, "")}, false); err != nil {
+				return err
+			}
+			if err := ev(s, "response.in_progress", map[string]any{"response": response("in_progress", []any{}, "")}, false); err != nil {
+				return err
+			}
+			if err := ev(s, "response.output_item.added", map[string]any{"output_index": 0, "item": message("", "in_progress")}, false); err != nil {
+				return err
+			}
+			return ev(s, "response.content_part.added", map[string]any{"item_id": msgID, "output_index": 0, "content_index": 0,
+				"part": map[string]any{"type": "output_text", "text": "", "annotations": []any{}}}, false)
+		},
+		func(s *stream, _ int, text string) error {
+			return ev(s, "response.output_text.delta", map[string]any{"item_id": msgID, "output_index": 0, "content_index": 0, "delta": text}, true)
+		},
+		func(s *stream, text string) error {
+			steps := []struct {
+				typ string
+				v   map[string]any
+			}{
+				{"response.output_text.done", map[string]any{"item_id": msgID, "output_index": 0, "content_index": 0, "text": text}},
+				{"response.content_part.done", map[string]any{"item_id": msgID, "output_index": 0, "content_index": 0,
+					"part": map[string]any{"type": "output_text", "text": text, "annotations": []any{}}}},
+				{"response.output_item.done", map[string]any{"output_index": 0, "item": message(text, "completed")}},
+				{"response.completed", map[string]any{"response": response("completed", []any{message(text, "completed")}, text)}},
+			}
+			for _, st := range steps {
+				if err := ev(s, st.typ, st.v, false); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+}
+
+func (t *Tenant) messages(w http.ResponseWriter, r *http.Request, c *call) {
+	id, mdl := t.nextID("msg_fake"), requestModel(c)
+	if !wantsStream(c) {
+		text := replyText(c.b)
+		in, out := usage(text)
+		writeJSON(w, http.StatusOK, map[string]any{
+			"id": id, "type": "message", "role": "assistant", "model": mdl,
+			"content":     []any{map[string]any{"type": "text", "text": text}},
+			"stop_reason": "end_turn", "stop_sequence": nil,
+			"usage": map[string]any{"input_tokens": in, "output_tokens": out},
+		})
+		return
+	}
+	t.runStream(w, r, c.b,
+		func(s *stream) error {
+			in, _ := usage("")
+			if err := s.event("message_start", map[string]any{"type": "message_start", "message": map[string]any{
+				"id": id, "type": "message", "role": "assistant", "model": mdl, "content": []any{},
+				"stop_reason": nil, "stop_sequence": nil,
+				"usage": map[string]any{"input_tokens": in, "output_tokens": 1}}}, false); err != nil {
+				return err
+			}
+			if err := s.event("content_block_start", map[string]any{"type": "content_block_start", "index": 0,
+				"content_block": map[string]any{"type": "text", "text": ""}}, false); err != nil {
+				return err
+			}
+			return s.event("ping", map[string]any{"type": "ping"}, false)
+		},
+		func(s *stream, _ int, text string) error {
+			return s.event("content_block_delta", map[string]any{"type": "content_block_delta", "index": 0,
+				"delta": map[string]any{"type": "text_delta", "text": text}}, true)
+		},
+		func(s *stream, text string) error {
+			_, out := usage(text)
+			if err := s.event("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0}, false); err != nil {
+				return err
+			}
+			if err := s.event("message_delta", map[string]any{"type": "message_delta",
+				"delta": map[string]any{"stop_reason": "end_turn", "stop_sequence": nil},
+				"usage": map[string]any{"output_tokens": out}}, false); err != nil {
+				return err
+			}
+			return s.event("message_stop", map[string]any{"type": "message_stop"}, false)
+		})
+}
