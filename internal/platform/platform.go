@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // Kind is the GitHub platform a job runs on.
@@ -109,7 +110,12 @@ func (e *InputError) Error() string {
 func Quote(v string) string {
 	const max = 120
 	if len(v) > max {
-		v = v[:max] + "…"
+		// Cut on a rune boundary so the quoted form does not end in a broken escape.
+		cut := max
+		for cut > 0 && !utf8.RuneStart(v[cut]) {
+			cut--
+		}
+		v = v[:cut] + "…"
 	}
 	return fmt.Sprintf("%q", v)
 }
@@ -137,6 +143,14 @@ func Detect(in Input) (Endpoints, error) {
 	switch p := strings.ToLower(strings.TrimSpace(in.Platform)); p {
 	case "", "auto":
 	case string(GitHubCom), string(GHECom), string(GHES):
+		if Kind(p) != kind && kind != GHES {
+			// Only a host that does not name its platform (a custom name, classified GHES) may be
+			// overridden: re-labelling github.com or a data-residency tenant would route the job
+			// to the wrong hosts (a tenant's traffic to public ones), so fail closed.
+			return Endpoints{}, &InputError{Input: "platform", Value: Quote(in.Platform),
+				Problem: fmt.Sprintf("the server %s is %s by its name and cannot be treated as %s; leave platform at auto", srv.Hostname(), kind, p),
+				Example: "auto"}
+		}
 		if Kind(p) != kind {
 			kind = Kind(p)
 			tenant = ""
@@ -153,6 +167,11 @@ func Detect(in Input) (Endpoints, error) {
 	ep.Platform, ep.Tenant = kind, tenant
 	ep.ServerURL = originOf(srv)
 	host := srv.Hostname()
+	if kind == GitHubCom && (host == gitHubHost || host == "www."+gitHubHost) {
+		// http://, www. and :443 spellings of github.com all mean the one public server.
+		host = gitHubHost
+		ep.ServerURL = "https://" + gitHubHost
+	}
 	switch kind {
 	case GitHubCom:
 		ep.APIURL = "https://api.github.com"
@@ -171,6 +190,12 @@ func Detect(in Input) (Endpoints, error) {
 		}
 		ep.APIURL = strings.TrimRight(u.String(), "/")
 		ep.decide("api_url", "from GITHUB_API_URL / api-url")
+		if kind == GHECom {
+			if h := u.Hostname(); h != host && !strings.HasSuffix(h, "."+host) {
+				ep.Warnings = append(ep.Warnings, fmt.Sprintf("The API URL %s is not on the tenant %s: "+
+					"a data-residency tenant's REST API is https://api.%s. Unset api-url unless you mean it.", ep.APIURL, host, host))
+			}
+		}
 	}
 	if v := strings.TrimSpace(in.GraphQLURL); v != "" {
 		u, err := parseURL("graphql-url", v, false, "https://api.github.com/graphql")
@@ -279,13 +304,20 @@ func Classify(host string) (kind Kind, tenant string, err error) {
 		return "", "", fmt.Errorf("ghe.com alone is not a tenant: use your tenant's URL, NAME.ghe.com")
 	case strings.HasSuffix(h, tenancySuffix):
 		t := strings.TrimSuffix(h, tenancySuffix)
+		if t == "" || strings.HasSuffix(t, ".") {
+			return "", "", fmt.Errorf("%s has an empty tenant name: use your tenant's URL, NAME.ghe.com", h)
+		}
 		if strings.Contains(t, ".") {
 			return "", "", fmt.Errorf("%s is a host inside a GHE.com tenant, not the tenant itself: use https://%s",
 				h, t[strings.LastIndexByte(t, '.')+1:]+tenancySuffix)
 		}
 		return GHECom, t, nil
-	case h == "api.github.com" || strings.HasSuffix(h, ".githubcopilot.com"):
+	case h == "api.github.com" || h == "githubcopilot.com" || strings.HasSuffix(h, ".githubcopilot.com"):
 		return "", "", fmt.Errorf("%s is an API host, not a server URL: use https://github.com", h)
+	case strings.HasSuffix(h, "."+gitHubHost) || h == "githubusercontent.com" || strings.HasSuffix(h, ".githubusercontent.com"):
+		// gist.github.com, uploads.github.com, raw.githubusercontent.com: services of github.com.
+		// Classifying them as GHES would send Copilot traffic to a made-up /api/v3.
+		return "", "", fmt.Errorf("%s is a github.com service host, not a server URL: use https://github.com", h)
 	}
 	return GHES, "", nil
 }
@@ -331,7 +363,14 @@ func parseURL(input, raw string, allowBare bool, example string) (*url.URL, erro
 			return nil, bad("the port must be a number from 1 to 65535")
 		}
 	}
+	// One spelling per host: lower case, no trailing root dot (acme.ghe.com. is acme.ghe.com).
 	u.Host = strings.ToLower(u.Host)
+	if h, port := u.Hostname(), u.Port(); strings.HasSuffix(h, ".") && !strings.Contains(h, ":") {
+		u.Host = strings.TrimSuffix(h, ".")
+		if port != "" {
+			u.Host += ":" + port
+		}
+	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""
 	return u, nil
