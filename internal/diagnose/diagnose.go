@@ -64,12 +64,12 @@ type Probe struct {
 	RequestID string        `json:"request_id,omitempty"` // X-GitHub-Request-Id, for GitHub support
 
 	// Details some probes fill.
-	Scheme     string `json:"scheme,omitempty"`      // models: the Authorization scheme that worked (Bearer or token)
-	Models     int    `json:"models,omitempty"`      // models: how many the API listed
-	Plan       string `json:"plan,omitempty"`        // user: the Copilot plan
-	Advertised string `json:"advertised,omitempty"`  // user: endpoints.api as the platform advertised it
-	Error      string `json:"error,omitempty"`       // the transport error, scrubbed of secrets
-	Retried    bool   `json:"retried,omitempty"`     // models: the other scheme was tried
+	Scheme     string `json:"scheme,omitempty"`       // models: the Authorization scheme that worked (Bearer or token)
+	Models     int    `json:"models,omitempty"`       // models: how many the API listed
+	Plan       string `json:"plan,omitempty"`         // user: the Copilot plan
+	Advertised string `json:"advertised,omitempty"`   // user: endpoints.api as the platform advertised it
+	Error      string `json:"error,omitempty"`        // the transport error, scrubbed of secrets
+	Retried    bool   `json:"retried,omitempty"`      // models: the other scheme was tried
 	FirstTry   int    `json:"first_status,omitempty"` // models: the status of the first scheme when it was retried
 }
 

@@ -23,7 +23,9 @@ func (r *runner) ep() platform.Endpoints { return r.cfg.Endpoints }
 
 // tokenUsable says whether a probe may send the token at all: a classic PAT is refused by Copilot
 // before any request (as the real CLI does), and there is nothing to send without one.
-func (r *runner) tokenUsable() bool { return r.kind.WorksWithCopilot() || r.kind == copilot.KindUnknown }
+func (r *runner) tokenUsable() bool {
+	return r.kind.WorksWithCopilot() || r.kind == copilot.KindUnknown
+}
 
 func (r *runner) skipped(name, title, method, url string) Probe {
 	meaning := "not sent: Copilot refuses classic PATs, fix the token first"
