@@ -1,0 +1,1055 @@
+// Package proxy is copilot-route's routing reverse proxy. A sandboxed Copilot agent talks only to
+// it, holding only a per-job client token; the proxy checks that token, swaps in the real
+// credential and sends each request to the upstream chosen by configuration (never by the
+// request): /copilot_internal/* to the licensing host's REST API, everything else to the Copilot
+// API.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/copilot-route/copilot-route/internal/copilot"
+	"github.com/copilot-route/copilot-route/internal/platform"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxBodyBytes          = 32 << 20
+	DefaultDialTimeout           = 10 * time.Second
+	DefaultTLSHandshakeTimeout   = 10 * time.Second
+	DefaultResponseHeaderTimeout = 5 * time.Minute // a non-streamed completion sends headers only when done
+	DefaultShutdownGrace         = 10 * time.Second
+	// retryBodyLimit bounds the request body kept in memory so it can be replayed with the other
+	// Authorization scheme, while the scheme a host wants is still unknown.
+	retryBodyLimit = 1 << 20
+)
+
+// Auth schemes for --auth-scheme.
+const (
+	SchemeAuto   = "auto"
+	SchemeBearer = "bearer"
+	SchemeToken  = "token"
+)
+
+// Config is everything the proxy needs; the CLI fills it from flags and the environment, tests
+// build it directly.
+type Config struct {
+	Endpoints platform.Endpoints
+	// ExplicitTarget is true when the Copilot API URL was given (copilot-api-target): discovery
+	// may not override it.
+	ExplicitTarget bool
+
+	Token       copilot.Token // the real GitHub token; never leaves towards a client
+	ClientToken copilot.Token // the per-job token clients must present; required
+
+	AuthScheme    string // auto (default), bearer or token
+	IntegrationID string // Copilot-Integration-Id added when the client sent none
+	APIVersion    string // X-GitHub-Api-Version added when the client sent none
+	InteractionID string // X-Interaction-Id added when the client sent none; random when empty
+
+	RootCAs *x509.CertPool // roots for upstream TLS; nil means the system roots
+	// DialContext dials upstreams; nil means a net.Dialer. Resolve maps "host:port" to the
+	// address to dial instead (like curl --resolve), applied before DialContext.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	Resolve     map[string]string
+	// Proxy chooses an outbound HTTP proxy per request (http.ProxyFromEnvironment); nil: none.
+	Proxy func(*http.Request) (*url.URL, error)
+
+	Logger *slog.Logger     // one JSON line per request; nil discards
+	Now    func() time.Time // nil means time.Now
+
+	MaxBodyBytes          int64
+	DialTimeout           time.Duration
+	TLSHandshakeTimeout   time.Duration
+	ResponseHeaderTimeout time.Duration
+	ShutdownGrace         time.Duration
+	// PublicURL is the proxy's own URL as clients reach it (the exchange reply's endpoints.api);
+	// empty means http://LISTEN-ADDRESS, set by Serve.
+	PublicURL string
+}
+
+// Proxy is the routing proxy. It is an http.Handler; Serve runs it on a listener.
+type Proxy struct {
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time
+	stats     *collector
+	rest      *upstream // /copilot_internal/*
+	copilot   *upstream // everything else
+	exchanger *copilot.Exchanger
+	shimToken string // what the exchange shim hands out instead of a Copilot token
+
+	clientToken string
+	publicURL   atomic.Pointer[string]
+
+	// Header values added when the client left them out, built once.
+	integrationID, apiVersion, interactionID []string
+}
+
+// upstream is one destination: its own pooled transport and its own Authorization scheme memory.
+type upstream struct {
+	name      string // "copilot-api" or "rest-api"
+	target    *url.URL
+	host      string // host name, for stats, logs and error replies
+	source    string
+	isCopilot bool // add the headers the Copilot API needs
+	transport *http.Transport
+	rp        *httputil.ReverseProxy
+
+	auto      bool         // --auth-scheme auto: may switch on a "badly formatted" reply
+	scheme    atomic.Int32 // schemeBearer or schemeToken
+	confirmed atomic.Bool  // a reply < 400 was seen with the current scheme
+	bearer    []string     // "Bearer <token>", built once per credential
+	token     []string     // "token <token>"
+}
+
+const (
+	schemeBearer int32 = iota
+	schemeToken
+)
+
+func schemeName(s int32) string {
+	if s == schemeToken {
+		return "token"
+	}
+	return "Bearer"
+}
+
+// New builds the proxy. When the token can (not ghs_) and no target was given, it looks up
+// /copilot_internal/user once and uses a validated endpoints.api as the Copilot API.
+func New(ctx context.Context, cfg Config) (*Proxy, error) {
+	if cfg.ClientToken.IsZero() {
+		return nil, errors.New("no client token: clients must authenticate (set COPILOT_ROUTE_CLIENT_TOKEN or let serve generate one)")
+	}
+	if cfg.Token.IsZero() {
+		return nil, errors.New("no GitHub token: set COPILOT_GITHUB_TOKEN (or name another variable with --token-env)")
+	}
+	switch cfg.AuthScheme {
+	case "":
+		cfg.AuthScheme = SchemeAuto
+	case SchemeAuto, SchemeBearer, SchemeToken:
+	default:
+		return nil, fmt.Errorf("auth scheme %q: use auto, bearer or token", cfg.AuthScheme)
+	}
+	if cfg.IntegrationID == "" {
+		cfg.IntegrationID = copilot.DefaultIntegrationID
+	}
+	if cfg.APIVersion == "" {
+		cfg.APIVersion = copilot.DefaultAPIVersion
+	}
+	if cfg.InteractionID == "" {
+		cfg.InteractionID = randomString(32, hexAlphabet)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.TLSHandshakeTimeout <= 0 {
+		cfg.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
+	}
+	if cfg.ResponseHeaderTimeout <= 0 {
+		cfg.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = DefaultShutdownGrace
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{
+		cfg:           cfg,
+		log:           cfg.Logger,
+		now:           cfg.Now,
+		stats:         newCollector(cfg.Now()),
+		clientToken:   cfg.ClientToken.Reveal(),
+		shimToken:     "copilot-route_" + randomString(40, alnumAlphabet),
+		integrationID: []string{cfg.IntegrationID},
+		apiVersion:    []string{cfg.APIVersion},
+		interactionID: []string{cfg.InteractionID},
+	}
+	if cfg.PublicURL != "" {
+		p.SetPublicURL(cfg.PublicURL)
+	}
+	var err error
+	p.rest, err = p.newUpstream("rest-api", cfg.Endpoints.CopilotRESTAPIURL, "derived", false)
+	if err != nil {
+		return nil, err
+	}
+	source := "derived"
+	if cfg.ExplicitTarget {
+		source = "copilot-api-target"
+	}
+	p.copilot, err = p.newUpstream("copilot-api", cfg.Endpoints.CopilotAPIURL, source, true)
+	if err != nil {
+		return nil, err
+	}
+	p.exchanger = copilot.NewExchanger(&http.Client{Transport: &credTransport{p: p, up: p.rest}},
+		p.rest.target.String(), cfg.Token, 30*time.Second)
+	p.discover(ctx)
+	return p, nil
+}
+
+func (p *Proxy) newUpstream(name, rawURL, source string, isCopilot bool) (*upstream, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, fmt.Errorf("%s upstream %q is not an http(s) URL: check --api-url / --copilot-api-target", name, rawURL)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	up := &upstream{
+		name: name, target: u, host: u.Hostname(), source: source, isCopilot: isCopilot,
+		transport: p.newTransport(),
+		auto:      p.cfg.AuthScheme == SchemeAuto,
+		bearer:    []string{"Bearer " + p.cfg.Token.Reveal()},
+		token:     []string{"token " + p.cfg.Token.Reveal()},
+	}
+	if p.cfg.AuthScheme == SchemeToken {
+		up.scheme.Store(schemeToken)
+	}
+	up.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite(up),
+		Transport:      &credTransport{p: p, up: up},
+		FlushInterval:  -1, // server-sent events: every chunk reaches the client as it arrives
+		ErrorHandler:   p.upstreamFailed,
+		ModifyResponse: nil,
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+		BufferPool:     bufferPool{},
+	}
+	return up, nil
+}
+
+func (p *Proxy) newTransport() *http.Transport {
+	dialer := &net.Dialer{Timeout: p.cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	dial := p.cfg.DialContext
+	if dial == nil {
+		dial = dialer.DialContext
+	}
+	if len(p.cfg.Resolve) > 0 {
+		next, resolve := dial, p.cfg.Resolve
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if to, ok := resolve[strings.ToLower(addr)]; ok {
+				addr = to
+			}
+			return next(ctx, network, addr)
+		}
+	}
+	return &http.Transport{
+		Proxy:       p.cfg.Proxy,
+		DialContext: dial,
+		TLSClientConfig: &tls.Config{
+			RootCAs:    p.cfg.RootCAs,
+			MinVersion: tls.VersionTLS12,
+		},
+		ForceAttemptHTTP2:     true, // many agent requests share one connection to each upstream
+		TLSHandshakeTimeout:   p.cfg.TLSHandshakeTimeout,
+		ResponseHeaderTimeout: p.cfg.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   128,
+		IdleConnTimeout:       90 * time.Second,
+		ReadBufferSize:        32 << 10,
+		WriteBufferSize:       32 << 10,
+	}
+}
+
+// SetPublicURL sets the URL clients reach the proxy at (the exchange reply names it).
+func (p *Proxy) SetPublicURL(u string) {
+	u = strings.TrimRight(u, "/")
+	p.publicURL.Store(&u)
+}
+
+// PublicURL is the URL clients reach the proxy at, or "" before Serve.
+func (p *Proxy) PublicURL() string {
+	if u := p.publicURL.Load(); u != nil {
+		return *u
+	}
+	return ""
+}
+
+// Upstreams describes where traffic goes.
+func (p *Proxy) Upstreams() []UpstreamInfo {
+	out := make([]UpstreamInfo, 0, 2)
+	for _, up := range []*upstream{p.copilot, p.rest} {
+		out = append(out, UpstreamInfo{Name: up.name, URL: up.target.String(), Source: up.source,
+			Scheme: schemeName(up.scheme.Load())})
+	}
+	return out
+}
+
+// Stats is a snapshot of the traffic figures.
+func (p *Proxy) Stats() Stats { return p.stats.snapshot(p.now(), p.Upstreams()) }
+
+// discover runs the start-up /copilot_internal/user look-up and adopts a validated endpoints.api.
+func (p *Proxy) discover(ctx context.Context) {
+	kind := p.cfg.Token.Kind()
+	switch {
+	case p.cfg.ExplicitTarget:
+		p.stats.setDiscovery(DiscoveryStats{State: "skipped", Reason: "copilot-api-target given"})
+		return
+	case !kind.CanDiscover():
+		p.stats.setDiscovery(DiscoveryStats{State: "skipped",
+			Reason: fmt.Sprintf("a %s token cannot look up /copilot_internal/user", kind)})
+		p.log.Info("discovery skipped", slog.String("token_kind", string(kind)))
+		return
+	}
+	fallback := func(state, advertised, reason string) {
+		p.stats.setDiscovery(DiscoveryStats{State: state, Advertised: advertised, Reason: reason})
+		p.log.Warn("discovery not used; using the derived Copilot API",
+			slog.String("state", state), slog.String("advertised", advertised),
+			slog.String("reason", reason), slog.String("copilot_api", p.copilot.target.String()))
+	}
+	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	client := &http.Client{Transport: &credTransport{p: p, up: p.rest}}
+	u, err := copilot.FetchUser(lctx, client, p.rest.target.String(), p.cfg.Token)
+	if err != nil {
+		fallback("failed", "", err.Error())
+		return
+	}
+	if u.Endpoints.API == "" {
+		fallback("absent", "", "the reply names no endpoints.api")
+		return
+	}
+	advertised := cutString(u.Endpoints.API, 200)
+	tenant := ""
+	if p.cfg.Endpoints.CopilotPlatform == platform.GHECom {
+		tenant = p.cfg.Endpoints.CopilotHost
+	}
+	api, err := copilot.ValidateEndpoint(u.Endpoints.API, tenant)
+	if err != nil {
+		fallback("rejected", advertised, err.Error())
+		return
+	}
+	target, _ := url.Parse(api) // ValidateEndpoint returns a well-formed https origin
+	if err := p.probe(lctx, target); err != nil {
+		fallback("rejected", advertised, err.Error())
+		return
+	}
+	p.copilot.target = target
+	p.copilot.host = target.Hostname()
+	p.copilot.source = "discovered"
+	p.stats.setDiscovery(DiscoveryStats{State: "used", Advertised: advertised})
+	p.log.Info("discovery: using the advertised Copilot API", slog.String("copilot_api", api))
+}
+
+// probe checks that a discovered host connects before it replaces the derived one: a name that
+// does not resolve, or that the runner cannot reach, must not break the whole job.
+func (p *Proxy) probe(ctx context.Context, target *url.URL) error {
+	addr := net.JoinHostPort(target.Hostname(), "443")
+	if p.cfg.Proxy != nil {
+		if pu, err := p.cfg.Proxy(&http.Request{URL: target}); err == nil && pu != nil {
+			return nil // reached through the outbound proxy: it resolves the name, not us
+		}
+	}
+	dial := p.rest.transport.DialContext
+	conn, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s does not connect: %s", target.Hostname(), netErrText(err))
+	}
+	conn.Close()
+	return nil
+}
+
+// reqState is one request's bookkeeping. It wraps the client's ResponseWriter (to count bytes and
+// see the status) and travels to the transport in the request context.
+type reqState struct {
+	rw          http.ResponseWriter
+	start       time.Time
+	headerAt    time.Time
+	status      int
+	bytesOut    int64
+	bytesIn     atomic.Int64 // the transport may read the body on its own goroutine
+	route       int
+	up          *upstream
+	shim        bool         // authenticated with the exchange shim's token
+	scheme      atomic.Int32 // scheme of the reply that reached the client
+	retried     atomic.Bool
+	tooLarge    atomic.Bool
+	errKind     string
+	refusal     string
+	wroteHeader bool
+}
+
+func (s *reqState) Header() http.Header { return s.rw.Header() }
+
+func (s *reqState) WriteHeader(code int) {
+	if s.wroteHeader {
+		return
+	}
+	if code >= 200 {
+		s.wroteHeader = true
+		s.status = code
+		s.headerAt = time.Now()
+	}
+	s.rw.WriteHeader(code)
+}
+
+func (s *reqState) Write(b []byte) (int, error) {
+	if !s.wroteHeader {
+		s.WriteHeader(http.StatusOK)
+	}
+	n, err := s.rw.Write(b)
+	s.bytesOut += int64(n)
+	return n, err
+}
+
+func (s *reqState) Flush() {
+	if !s.wroteHeader {
+		s.WriteHeader(http.StatusOK)
+	}
+	if f, ok := s.rw.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (s *reqState) Unwrap() http.ResponseWriter { return s.rw }
+
+type stateKey struct{}
+
+func stateOf(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	return st
+}
+
+// countingBody counts request body bytes as the transport reads them and notes an oversize body.
+type countingBody struct {
+	st *reqState
+	rc io.ReadCloser
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.st.bytesIn.Add(int64(n))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			b.st.tooLarge.Store(true)
+		}
+	}
+	return n, err
+}
+
+func (b *countingBody) Close() error { return b.rc.Close() }
+
+// ServeHTTP checks, authenticates, routes and proxies one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := &reqState{rw: w, start: time.Now(), route: routeOther}
+	defer p.finish(st, r)
+
+	if reason := refuseReason(r); reason != "" {
+		st.route, st.refusal = routeRefused, reason
+		p.stats.refusal(reason)
+		writeError(st, http.StatusBadRequest, "copilot-route refuses this request ("+reason+
+			"): send origin-form requests (GET /path) straight to the proxy, without CONNECT, Upgrade, '//' or '..'", nil)
+		return
+	}
+	path := r.URL.Path
+	if hasPrefix(path, "/_copilot-route/") {
+		p.serveLocal(st, r)
+		return
+	}
+	st.route = routeOf(path)
+	if !p.authorize(st, r) {
+		return
+	}
+	if r.ContentLength > p.cfg.MaxBodyBytes {
+		st.refusal = "too-large"
+		p.stats.refusal(st.refusal)
+		w.Header().Set("Connection", "close")
+		writeError(st, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d MiB: copilot-route refuses it", p.cfg.MaxBodyBytes>>20), nil)
+		return
+	}
+	if st.route == routeExchange {
+		p.serveExchange(st, r)
+		return
+	}
+	up := p.copilot
+	if st.route == routeUser || st.route == routeInternal {
+		up = p.rest
+	}
+	st.up = up
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingBody{st: st, rc: http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes)}
+	}
+	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	up.rp.ServeHTTP(st, r)
+}
+
+// finish records the request's figures and its log line. ReverseProxy aborts a stream whose
+// upstream fails mid-way with panic(http.ErrAbortHandler); the panic is passed on so the server
+// cuts the connection and the client sees a truncated stream, not a clean end.
+func (p *Proxy) finish(st *reqState, r *http.Request) {
+	v := recover()
+	if v != nil && v == http.ErrAbortHandler && st.errKind == "" {
+		if r.Context().Err() != nil {
+			st.errKind = "client-gone"
+		} else if st.up != nil {
+			st.errKind = "mid-stream"
+			p.stats.upstreamError(st.up.host, st.errKind, hintFor(st.errKind, st.up.host))
+		}
+	}
+	end := time.Now()
+	status := st.status
+	if status == 0 && r.Context().Err() != nil {
+		status = 499 // the client went away before any reply: nginx's code for it
+		st.errKind = "client-gone"
+	}
+	p.stats.requests.Add(1)
+	p.stats.countStatus(st.route, status)
+	p.stats.bytesIn.Add(st.bytesIn.Load())
+	p.stats.bytesOut.Add(st.bytesOut)
+	if !st.headerAt.IsZero() {
+		p.stats.latency.record(st.headerAt.Sub(st.start))
+	} else if st.wroteHeader {
+		p.stats.latency.record(end.Sub(st.start))
+	}
+	p.stats.duration.record(end.Sub(st.start))
+
+	upHost, scheme := "", ""
+	if st.up != nil {
+		upHost, scheme = st.up.host, schemeName(st.scheme.Load())
+	}
+	attrs := [...]slog.Attr{
+		slog.String("route", routeNames[st.route]),
+		slog.String("method", r.Method),
+		slog.String("path", cutString(r.URL.Path, 256)),
+		slog.Int("status", status),
+		slog.String("upstream", upHost),
+		slog.Float64("duration_ms", float64(end.Sub(st.start).Microseconds())/1000),
+		slog.Int64("bytes_in", st.bytesIn.Load()),
+		slog.Int64("bytes_out", st.bytesOut),
+		slog.String("scheme", scheme),
+		slog.Bool("retry", st.retried.Load()),
+		slog.String("error", st.errKind),
+		slog.String("refused", st.refusal),
+	}
+	p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs[:]...)
+	if v != nil {
+		panic(v)
+	}
+}
+
+// authorize checks the client token (or the exchange shim's token) in constant time.
+func (p *Proxy) authorize(st *reqState, r *http.Request) bool {
+	cred := presented(r.Header)
+	switch {
+	case cred != "" && ctEqual(cred, p.clientToken):
+		return true
+	case cred != "" && ctEqual(cred, p.shimToken):
+		st.shim = true
+		return true
+	}
+	p.stats.authFail.Add(1)
+	st.rw.Header().Set("WWW-Authenticate", `Bearer realm="copilot-route"`)
+	writeError(st, http.StatusUnauthorized, "Bad credentials: copilot-route wants the client token it was started with, "+
+		"as Authorization: Bearer <client token> (the proxy-url and client-token outputs of the action)", nil)
+	return false
+}
+
+// presented is the credential in Authorization (Bearer or token scheme, any case), or "".
+func presented(h http.Header) string {
+	vs := h["Authorization"]
+	if len(vs) != 1 {
+		return ""
+	}
+	v := vs[0]
+	for _, s := range [...]string{"bearer ", "token "} {
+		if len(v) > len(s) && strings.EqualFold(v[:len(s)], s) {
+			return strings.TrimSpace(v[len(s):])
+		}
+	}
+	return ""
+}
+
+func ctEqual(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var v byte
+	for i := 0; i < len(a); i++ {
+		v |= a[i] ^ b[i]
+	}
+	return v == 0
+}
+
+func (p *Proxy) serveLocal(st *reqState, r *http.Request) {
+	switch r.URL.Path {
+	case HealthPath:
+		st.route = routeHealth
+		writeJSON(st, http.StatusOK, map[string]string{"status": "ok"})
+	case StatsPath:
+		st.route = routeStats
+		if !p.authorize(st, r) {
+			return
+		}
+		writeJSON(st, http.StatusOK, p.Stats())
+	default:
+		st.route = routeLocalNotFound
+		writeError(st, http.StatusNotFound, "no such copilot-route endpoint: use "+HealthPath+" or "+StatsPath, nil)
+	}
+}
+
+// serveExchange answers /copilot_internal/v2/token itself: the client gets the shim token, which
+// only this proxy accepts, and the proxy's own URL as endpoints.api. Upstream, requests made with
+// the shim token carry the exchanged Copilot token when the platform grants one, else the GitHub
+// token.
+func (p *Proxy) serveExchange(st *reqState, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		st.rw.Header().Set("Allow", "GET, POST")
+		writeError(st, http.StatusMethodNotAllowed, "use GET or POST for the token exchange", nil)
+		return
+	}
+	_, err := p.exchanger.Token()
+	p.stats.setExchange(func(e *ExchangeStats) {
+		e.Requests++
+		var ae *copilot.APIError
+		switch {
+		case err == nil:
+			e.State, e.UpstreamStatus, e.Message = "ok", http.StatusOK, ""
+		case errors.As(err, &ae) && ae.Refused():
+			e.State, e.UpstreamStatus, e.Message = "refused", ae.Status, ae.Message
+		case errors.As(err, &ae):
+			e.State, e.UpstreamStatus, e.Message = "error", ae.Status, ae.Message
+		default:
+			e.State, e.UpstreamStatus, e.Message = "error", 0, netErrText(err)
+		}
+	})
+	if err != nil {
+		p.log.Warn("token exchange not available; the GitHub token is used directly upstream",
+			slog.String("error", err.Error()))
+	}
+	now := p.now()
+	writeJSON(st, http.StatusOK, map[string]any{
+		"token":        p.shimToken,
+		"expires_at":   now.Add(30 * time.Minute).Unix(),
+		"refresh_in":   1500,
+		"chat_enabled": true,
+		"sku":          "copilot-route",
+		"endpoints":    map[string]string{"api": p.PublicURL()},
+	})
+}
+
+// rewrite builds the outbound request: the upstream from configuration, the client's
+// credentials and forwarding headers removed (ReverseProxy with Rewrite already drops hop-by-hop
+// headers, Forwarded and X-Forwarded-For/Host/Proto), missing Copilot headers added. The real
+// credential is set by credTransport, so a scheme retry can change it.
+func (p *Proxy) rewrite(up *upstream) func(*httputil.ProxyRequest) {
+	return func(pr *httputil.ProxyRequest) {
+		pr.SetURL(up.target)
+		h := pr.Out.Header
+		for k := range h {
+			switch {
+			case k == "Authorization", k == "Proxy-Authorization", k == "Cookie", k == "Forwarded", k == "Via",
+				k == "X-Real-Ip", hasPrefix(k, "X-Forwarded-"):
+				delete(h, k)
+			}
+		}
+		if up.isCopilot {
+			if _, ok := h[copilotIntegrationKey]; !ok {
+				h[copilotIntegrationKey] = p.integrationID
+			}
+			if _, ok := h[apiVersionKey]; !ok {
+				h[apiVersionKey] = p.apiVersion
+			}
+			if _, ok := h[interactionKey]; !ok {
+				h[interactionKey] = p.interactionID
+			}
+		}
+	}
+}
+
+var (
+	copilotIntegrationKey = http.CanonicalHeaderKey(copilot.HeaderIntegrationID)
+	apiVersionKey         = http.CanonicalHeaderKey(copilot.HeaderAPIVersion)
+	interactionKey        = http.CanonicalHeaderKey(copilot.HeaderInteractionID)
+)
+
+// credTransport sets the real credential with the scheme the upstream wants, switches scheme once
+// on a "badly formatted" Authorization reply (--auth-scheme auto), and retries a GET whose
+// connection failed.
+type credTransport struct {
+	p  *Proxy
+	up *upstream
+}
+
+func (t *credTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	up, p := t.up, t.p
+	st := stateOf(req.Context())
+	bearer, token := up.bearer, up.token
+	if st != nil && st.shim && up.isCopilot {
+		if ct, err := p.exchanger.Token(); err == nil {
+			bearer, token = []string{"Bearer " + ct.Reveal()}, []string{"token " + ct.Reveal()}
+		}
+	}
+	scheme := up.scheme.Load()
+	// While the host's scheme is unconfirmed keep a small body, so a retry can resend it.
+	replayable := req.Body == nil || req.Body == http.NoBody
+	if up.auto && !replayable && !up.confirmed.Load() {
+		var err error
+		if replayable, err = bufferBody(req); err != nil {
+			return nil, err
+		}
+	}
+	setAuth(req, scheme, bearer, token)
+	resp, err := up.transport.RoundTrip(req)
+	if err != nil && isDialError(err) && (req.Method == http.MethodGet || req.Method == http.MethodHead) &&
+		(req.Body == nil || req.Body == http.NoBody) && req.Context().Err() == nil {
+		resp, err = up.transport.RoundTrip(req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		st.scheme.Store(scheme)
+	}
+	if !up.auto || (resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusUnauthorized) {
+		if resp.StatusCode < 400 && up.scheme.Load() == scheme {
+			up.confirmed.Store(true)
+		}
+		return resp, nil
+	}
+	if !badlyFormatted(resp) || !replayable {
+		return resp, nil
+	}
+	// Retry once with the other scheme before anything reaches the client.
+	other := schemeToken
+	if scheme == schemeToken {
+		other = schemeBearer
+	}
+	retry := req.Clone(req.Context())
+	if req.GetBody != nil {
+		body, gerr := req.GetBody()
+		if gerr != nil {
+			return resp, nil
+		}
+		retry.Body = body
+	}
+	setAuth(retry, other, bearer, token)
+	resp2, err := up.transport.RoundTrip(retry)
+	if err != nil {
+		return resp, nil // the first reply says more than a failed retry
+	}
+	resp.Body.Close()
+	if st != nil {
+		st.retried.Store(true)
+		st.scheme.Store(other)
+	}
+	if resp2.StatusCode < 400 || !badlyFormatted(resp2) {
+		if up.scheme.CompareAndSwap(scheme, other) {
+			sw := SchemeSwitch{Host: up.host, From: schemeName(scheme), To: schemeName(other), At: p.now().UTC()}
+			p.stats.schemeSwitch(sw)
+			p.log.Warn("upstream wants another Authorization scheme; switched for the rest of the run",
+				slog.String("upstream", up.host), slog.String("from", sw.From), slog.String("to", sw.To),
+				slog.Int("status_before", resp.StatusCode), slog.Int("status_after", resp2.StatusCode))
+		}
+		if resp2.StatusCode < 400 {
+			up.confirmed.Store(true)
+		}
+	}
+	return resp2, nil
+}
+
+func setAuth(req *http.Request, scheme int32, bearer, token []string) {
+	if scheme == schemeToken {
+		req.Header["Authorization"] = token
+	} else {
+		req.Header["Authorization"] = bearer
+	}
+}
+
+// bufferBody reads a body of up to retryBodyLimit into memory and makes it replayable. A larger
+// body is passed on as a stream (no retry for it).
+func bufferBody(req *http.Request) (bool, error) {
+	if req.ContentLength > retryBodyLimit {
+		return false, nil
+	}
+	orig := req.Body
+	buf, err := io.ReadAll(io.LimitReader(orig, retryBodyLimit+1))
+	if err != nil {
+		return false, err
+	}
+	if len(buf) > retryBodyLimit {
+		req.Body = readCloser{io.MultiReader(strings.NewReader(string(buf)), orig), orig}
+		return false, nil
+	}
+	orig.Close()
+	req.ContentLength = int64(len(buf))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(buf))), nil }
+	req.Body, _ = req.GetBody()
+	return true, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// badlyFormatted peeks at a 400/401 reply for GitHub's complaint about the Authorization scheme,
+// and puts the peeked bytes back.
+func badlyFormatted(resp *http.Response) bool {
+	peek, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	resp.Body = readCloser{io.MultiReader(strings.NewReader(string(peek)), resp.Body), resp.Body}
+	if err != nil {
+		return false
+	}
+	s := strings.ToLower(string(peek))
+	return strings.Contains(s, "badly formatted") ||
+		(strings.Contains(s, "authorization") && (strings.Contains(s, "malformed") || strings.Contains(s, "invalid authorization header")))
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// upstreamFailed answers a request whose upstream failed before a reply: 502 or 504 JSON naming
+// the host and a hint, never a secret.
+func (p *Proxy) upstreamFailed(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r.Context())
+	if st == nil {
+		writeError(w, http.StatusBadGateway, "upstream failed", nil)
+		return
+	}
+	if st.tooLarge.Load() {
+		st.refusal = "too-large"
+		p.stats.refusal(st.refusal)
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d MiB: copilot-route refuses it", p.cfg.MaxBodyBytes>>20), nil)
+		return
+	}
+	if r.Context().Err() != nil {
+		st.errKind = "client-gone"
+		return // nobody to answer
+	}
+	kind, status := classify(err)
+	st.errKind = kind
+	host := st.up.host
+	hint := hintFor(kind, host)
+	p.stats.upstreamError(host, kind, hint)
+	p.log.Warn("upstream failed", slog.String("upstream", host), slog.String("kind", kind),
+		slog.String("detail", netErrText(err)))
+	writeError(w, status, fmt.Sprintf("copilot-route: upstream %s failed (%s)", host, kind),
+		map[string]string{"upstream": host, "kind": kind, "hint": hint})
+}
+
+// classify names what went wrong talking to an upstream and the status to answer with.
+func classify(err error) (kind string, status int) {
+	var dnsErr *net.DNSError
+	var ne net.Error
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var recErr tls.RecordHeaderError
+	var alert tls.AlertError
+	switch {
+	case errors.As(err, &dnsErr):
+		return "dns", http.StatusBadGateway
+	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr),
+		errors.As(err, &recErr), errors.As(err, &alert):
+		return "tls", http.StatusBadGateway
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout", http.StatusGatewayTimeout
+	case isRefused(err):
+		return "refused", http.StatusBadGateway
+	case isReset(err):
+		return "reset", http.StatusBadGateway
+	}
+	if strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "x509:") {
+		return "tls", http.StatusBadGateway
+	}
+	return "other", http.StatusBadGateway
+}
+
+func hintFor(kind, host string) string {
+	switch kind {
+	case "dns":
+		return host + " does not resolve: check the host name (copilot-api-target, api-url) and the runner's DNS"
+	case "tls":
+		return "the TLS certificate of " + host + " is not trusted or not for that name: behind a TLS-inspecting proxy pass its CA with --ca-file"
+	case "timeout":
+		return host + " did not answer in time: check that the egress firewall admits " + host + ", or retry later"
+	case "refused":
+		return "nothing accepts connections at " + host + ": check copilot-api-target / api-url and that the egress firewall admits it"
+	case "reset":
+		return host + " closed the connection: often an egress firewall that does not admit " + host
+	case "mid-stream":
+		return host + " broke off a reply mid-stream: retry the request; if it keeps happening, check proxies or firewalls that cut long responses"
+	}
+	return "could not reach " + host + ": see the proxy log for the detail"
+}
+
+// netErrText is an error's innermost text, without the URL the http package prefixes.
+func netErrText(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return cutString(err.Error(), 300)
+}
+
+// refuseReason says why a request is refused before anything goes upstream, or "".
+func refuseReason(r *http.Request) string {
+	if r.Method == http.MethodConnect {
+		return "connect"
+	}
+	uri := r.RequestURI
+	if uri == "" || uri[0] != '/' || r.URL.Host != "" || r.URL.Scheme != "" {
+		return "absolute-form"
+	}
+	if _, ok := r.Header["Upgrade"]; ok {
+		return "upgrade"
+	}
+	for _, v := range r.Header["Connection"] {
+		if containsFold(v, "upgrade") {
+			return "upgrade"
+		}
+	}
+	raw := uri
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		raw = raw[:i]
+	}
+	return badPath(raw)
+}
+
+// badPath refuses paths that could leave the upstream's base path or be read differently by the
+// upstream: '//' anywhere, '.' or '..' segments, backslashes, control bytes, and the same hidden
+// behind percent-encoding (decoded up to three times, for double encoding).
+func badPath(raw string) string {
+	if len(raw) > 1 && raw[1] == '/' {
+		return "double-slash"
+	}
+	s := raw
+	for i := 0; i < 3 && strings.IndexByte(s, '%') >= 0; i++ {
+		d, err := url.PathUnescape(s)
+		if err != nil {
+			return "bad-escape"
+		}
+		if d == s {
+			break
+		}
+		s = d
+	}
+	if strings.Contains(s, "//") {
+		return "double-slash"
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return "bad-character"
+		}
+	}
+	for rest := s; rest != ""; {
+		var seg string
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			seg, rest = rest[:i], rest[i+1:]
+		} else {
+			seg, rest = rest, ""
+		}
+		if seg == "." || seg == ".." {
+			return "traversal"
+		}
+	}
+	return ""
+}
+
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func writeError(w http.ResponseWriter, status int, msg string, extra map[string]string) {
+	body := map[string]string{"message": msg}
+	for k, v := range extra {
+		body[k] = v
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b = []byte(`{"message":"copilot-route: could not encode the reply"}`)
+		status = http.StatusInternalServerError
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func cutString(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+const (
+	alnumAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	hexAlphabet   = "0123456789abcdef"
+)
+
+// randomString draws n characters from alphabet with crypto/rand, without modulo bias.
+func randomString(n int, alphabet string) string {
+	out := make([]byte, 0, n)
+	buf := make([]byte, 64)
+	limit := 256 - 256%len(alphabet)
+	for len(out) < n {
+		rand.Read(buf) // never fails (Go 1.24+: it crashes the program rather than return an error)
+		for _, b := range buf {
+			if int(b) < limit && len(out) < n {
+				out = append(out, alphabet[int(b)%len(alphabet)])
+			}
+		}
+	}
+	return string(out)
+}
+
+// NewClientToken makes a client token shaped like an Actions token (ghs_ + 36 characters), the
+// shape that makes the Copilot CLI skip its REST look-ups and send everything to COPILOT_API_URL.
+func NewClientToken() copilot.Token {
+	return copilot.NewToken("ghs_" + randomString(36, alnumAlphabet))
+}
+
+// bufferPool shares copy buffers across requests (ReverseProxy would allocate 32 KiB each).
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(copyBuffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
+
+func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.EPIPE)
+}
