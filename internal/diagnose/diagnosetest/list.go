@@ -122,3 +122,6 @@ func ByName(name string) (Scenario, bool) {
 	}
 	return Scenario{}, false
 }
+
+// KindOf is the token kind label a summary shows for a scenario's token.
+func KindOf(raw string) copilot.TokenKind { return copilot.KindOf(copilot.Normalize(raw)) }

@@ -1,0 +1,108 @@
+package summary
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/copilot-route/copilot-route/internal/allowlist"
+	"github.com/copilot-route/copilot-route/internal/diagnose"
+	"github.com/copilot-route/copilot-route/internal/platform"
+)
+
+// Page is the whole job summary the action writes before the agent runs: the verdict, the checks,
+// what was detected, the firewall configuration and where the proxy listens.
+type Page struct {
+	Endpoints platform.Endpoints
+	List      allowlist.List
+	// Report is the probes' report; nil when diagnose was off (the page then has no verdict).
+	Report *diagnose.Report
+	// Detection is the detect step's section (DetectionSection), "" to leave it out.
+	Detection string
+	// ProxyURL is where the agent reaches the proxy, "" before it started.
+	ProxyURL string
+}
+
+// RenderPage renders the page. Markdown only; no value in it is a secret (the caller's Report,
+// Endpoints and List hold none, and the token is never given to this package).
+func RenderPage(p Page) string {
+	var b strings.Builder
+	if p.Report != nil {
+		fmt.Fprintf(&b, "## %s copilot-route: %s\n\n", OverallIcon(p.Report.Verdict), p.Report.Verdict)
+		b.WriteString(VerdictLine(*p.Report, p.Endpoints) + "\n\n")
+		b.WriteString(DiagnoseSection(*p.Report))
+	} else {
+		b.WriteString("## copilot-route\n\n")
+	}
+	if p.ProxyURL != "" {
+		fmt.Fprintf(&b, "**Proxy:** the agent reaches Copilot at %s (output `proxy-url`; set it as `COPILOT_API_URL`).\n\n", code(p.ProxyURL))
+	}
+	if p.Detection != "" {
+		b.WriteString(demote(p.Detection))
+		if !strings.HasSuffix(p.Detection, "\n") {
+			b.WriteString("\n")
+		}
+		b.WriteString("\n")
+	}
+	if len(p.List.Domains) > 0 {
+		b.WriteString(Snippets(p.List))
+	}
+	return b.String()
+}
+
+// demote turns the detection section's level-2 heading into a level-3 one, so the page has one
+// title and the sections sit under it.
+func demote(section string) string {
+	lines := strings.Split(section, "\n")
+	inFence := false
+	for i, l := range lines {
+		if strings.HasPrefix(l, "```") {
+			inFence = !inFence
+		}
+		if !inFence && strings.HasPrefix(l, "## ") {
+			lines[i] = "#" + l
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Snippets is a collapsed block of ready-to-paste firewall configuration for the allowlist, one
+// per egress tool, in each tool's own list format (from internal/allowlist).
+func Snippets(l allowlist.List) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "<details><summary>Ready-to-paste firewall configuration (awf, gh-aw, harden-runner, bullfrog)</summary>\n\n")
+
+	b.WriteString("**awf**: run the agent inside the firewall (in a workflow, use `${{ steps.route.outputs.allowed-domains }}`):\n\n")
+	b.WriteString("```sh\n")
+	fmt.Fprintf(&b, "sudo -E awf --allow-domains %s -- copilot -p \"...\"\n", shellQuote(l.Comma()))
+	b.WriteString("```\n\n")
+
+	b.WriteString("**gh-aw**: the workflow's front matter:\n\n")
+	b.WriteString("```yaml\n")
+	b.WriteString(l.GHAW())
+	b.WriteString("```\n\n")
+
+	b.WriteString("**step-security/harden-runner**: the job's first step (pin the action by commit SHA):\n\n")
+	b.WriteString("```yaml\n")
+	b.WriteString("- uses: step-security/harden-runner@v2\n  with:\n    egress-policy: block\n    allowed-endpoints: >\n")
+	for _, e := range strings.Fields(l.HardenRunner()) {
+		fmt.Fprintf(&b, "      %s\n", e)
+	}
+	b.WriteString("```\n\n")
+
+	b.WriteString("**bullfrogsec/bullfrog**: the job's first step (pin the action by commit SHA):\n\n")
+	b.WriteString("```yaml\n")
+	b.WriteString("- uses: bullfrogsec/bullfrog@v0.8.2\n  with:\n    egress-policy: block\n    allowed-domains: |\n")
+	for _, d := range strings.Split(l.Lines(), "\n") {
+		if d != "" {
+			fmt.Fprintf(&b, "      %s\n", d)
+		}
+	}
+	b.WriteString("```\n\n</details>\n\n")
+	return b.String()
+}
+
+// shellQuote single-quotes s for sh. Domains hold no quote (allowlist validates them), but a
+// snippet meant for pasting must be right even if that changes.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,241 @@
+package summary
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/copilot-route/copilot-route/internal/proxy"
+)
+
+// Traffic renders the stop step's traffic report from the proxy's figures.
+func Traffic(s proxy.Stats) string {
+	var b strings.Builder
+	icon := "✅"
+	switch {
+	case len(s.UpstreamErrors) > 0 || serverErrors(s) > 0:
+		icon = "⚠️"
+	case s.Requests == 0:
+		icon = "➖"
+	}
+	fmt.Fprintf(&b, "## %s copilot-route: traffic\n\n", icon)
+	fmt.Fprintf(&b, "%s in %s · %s received, %s sent back · first byte p50 %s, p95 %s\n\n",
+		plural(int(s.Requests), "request", "requests"), uptime(s.UptimeSeconds),
+		bytesText(s.BytesIn), bytesText(s.BytesOut), ms(s.LatencyMS.P50, s.LatencyMS.Count), ms(s.LatencyMS.P95, s.LatencyMS.Count))
+
+	if len(s.Routes) > 0 {
+		b.WriteString("| Route | Requests | Statuses |\n| --- | --: | --- |\n")
+		for _, r := range groupRoutes(s.Routes) {
+			fmt.Fprintf(&b, "| %s | %d | %s |\n", code(r.route), r.total, r.statuses)
+		}
+		b.WriteString("\n")
+	}
+
+	if s.LatencyMS.Count > 0 || s.DurationMS.Count > 0 {
+		b.WriteString("| Latency (ms) | p50 | p95 | p99 | max |\n| --- | --: | --: | --: | --: |\n")
+		fmt.Fprintf(&b, "| to the first byte | %s | %s | %s | %s |\n", num(s.LatencyMS.P50), num(s.LatencyMS.P95), num(s.LatencyMS.P99), num(s.LatencyMS.Max))
+		fmt.Fprintf(&b, "| to the last byte | %s | %s | %s | %s |\n\n", num(s.DurationMS.P50), num(s.DurationMS.P95), num(s.DurationMS.P99), num(s.DurationMS.Max))
+	}
+
+	if len(s.UpstreamErrors) > 0 {
+		b.WriteString("### Upstream errors\n\n| | Host | Kind | Count | What to do |\n| :-: | --- | --- | --: | --- |\n")
+		for _, e := range s.UpstreamErrors {
+			fmt.Fprintf(&b, "| ⚠️ | %s | %s | %d | %s |\n", code(e.Host), text(e.Kind), e.Count, text(hintFor(e)))
+		}
+		b.WriteString("\n")
+	}
+
+	if len(s.SchemeSwitches) > 0 {
+		b.WriteString("### Authorization scheme switches\n\n")
+		for _, sw := range s.SchemeSwitches {
+			fmt.Fprintf(&b, "- %s: %s → %s at %s\n", code(sw.Host), code(sw.From), code(sw.To), sw.At.UTC().Format("15:04:05"))
+		}
+		b.WriteString("\n" + text(schemeHint(s.SchemeSwitches)) + "\n\n")
+	}
+
+	b.WriteString("<details><summary>Upstreams, discovery and token exchange</summary>\n\n")
+	if len(s.Upstreams) > 0 {
+		b.WriteString("| Upstream | URL | Chosen | Scheme |\n| --- | --- | --- | --- |\n")
+		for _, u := range s.Upstreams {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", text(u.Name), code(u.URL), text(u.Source), code(u.Scheme))
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "- Endpoint discovery (`/copilot_internal/user`): %s%s\n", text(s.Discovery.State), discoveryDetail(s.Discovery))
+	fmt.Fprintf(&b, "- Token exchange for clients: %s%s\n", text(s.Exchange.State), exchangeDetail(s.Exchange))
+	fmt.Fprintf(&b, "- Refused before reaching upstream: %d%s\n", s.Refused, reasons(s.RefusedReasons))
+	fmt.Fprintf(&b, "- Requests without the client token: %d\n", s.ClientAuthFailures)
+	b.WriteString("\n</details>\n\n")
+	return b.String()
+}
+
+type routeRow struct {
+	route    string
+	total    int64
+	statuses string
+}
+
+// groupRoutes folds the (route, status) counts into one row per route, routes in the order the
+// proxy sorted them, statuses as "200 ×11, 502 ×1" with a mark for failures.
+func groupRoutes(rc []proxy.RouteCount) []routeRow {
+	var rows []routeRow
+	idx := map[string]int{}
+	parts := map[string][]string{}
+	for _, r := range rc {
+		i, ok := idx[r.Route]
+		if !ok {
+			i = len(rows)
+			idx[r.Route] = i
+			rows = append(rows, routeRow{route: r.Route})
+		}
+		rows[i].total += r.Count
+		st := fmt.Sprint(r.Status)
+		if r.Status == 0 {
+			st = "no status"
+		}
+		mark := ""
+		switch {
+		case r.Status >= 500 || r.Status == 0:
+			mark = "❌ "
+		case r.Status >= 400:
+			mark = "⚠️ "
+		}
+		parts[r.Route] = append(parts[r.Route], fmt.Sprintf("%s%s ×%d", mark, st, r.Count))
+	}
+	for i := range rows {
+		rows[i].statuses = strings.Join(parts[rows[i].route], ", ")
+	}
+	return rows
+}
+
+func serverErrors(s proxy.Stats) int64 {
+	var n int64
+	for _, r := range s.Routes {
+		if r.Status >= 500 {
+			n += r.Count
+		}
+	}
+	return n
+}
+
+// hintFor is the proxy's hint, or ours when it gave none.
+func hintFor(e proxy.UpstreamError) string {
+	if strings.TrimSpace(e.Hint) != "" {
+		return e.Hint
+	}
+	switch e.Kind {
+	case "refused", "dns", "timeout":
+		return "The runner cannot reach " + e.Host + ": allow it in the egress rules, or check the network."
+	case "reset":
+		return "The connection to " + e.Host + " was cut: often an egress firewall blocking the host."
+	case "tls":
+		return "The certificate of " + e.Host + " was not trusted: pass a TLS-inspecting proxy's CA with ca-file."
+	case "mid-stream":
+		return "A streamed reply from " + e.Host + " broke off: the agent saw an incomplete answer; run again."
+	}
+	return "Check the proxy's log file (output log-file)."
+}
+
+func schemeHint(sw []proxy.SchemeSwitch) string {
+	last := sw[len(sw)-1].To
+	return "The Copilot API refused the first scheme and the proxy switched by itself; set auth-scheme: " +
+		strings.ToLower(last) + " to skip the refused first request."
+}
+
+func discoveryDetail(d proxy.DiscoveryStats) string {
+	var parts []string
+	if d.Advertised != "" {
+		parts = append(parts, "advertised "+code(d.Advertised))
+	}
+	if d.Reason != "" {
+		parts = append(parts, text(d.Reason))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, "; ") + ")"
+}
+
+func exchangeDetail(e proxy.ExchangeStats) string {
+	var parts []string
+	if e.Requests > 0 {
+		parts = append(parts, plural(int(e.Requests), "request", "requests"))
+	}
+	if e.UpstreamStatus != 0 {
+		parts = append(parts, fmt.Sprintf("the platform answered %d", e.UpstreamStatus))
+	}
+	if e.Message != "" {
+		parts = append(parts, text(fmt.Sprintf("%q", e.Message)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func reasons(rs []proxy.ReasonCount) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	sorted := append([]proxy.ReasonCount(nil), rs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Reason < sorted[j].Reason })
+	parts := make([]string, len(sorted))
+	for i, r := range sorted {
+		parts[i] = fmt.Sprintf("%s ×%d", text(r.Reason), r.Count)
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func uptime(sec float64) string {
+	d := time.Duration(sec * float64(time.Second)).Round(time.Second)
+	if d < time.Second {
+		return "under a second"
+	}
+	return d.String()
+}
+
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func ms(v float64, count int64) string {
+	if count == 0 {
+		return "—"
+	}
+	return num(v) + " ms"
+}
+
+func num(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v < 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// TrafficAnnotations carry the traffic report's hints to the run page: upstream errors and
+// scheme switches as warnings.
+func TrafficAnnotations(s proxy.Stats) []Annotation {
+	var out []Annotation
+	for _, e := range s.UpstreamErrors {
+		out = append(out, Annotation{Level: "warning", Title: "copilot-route: upstream " + e.Kind,
+			Message: fmt.Sprintf("%d× %s talking to %s. %s", e.Count, e.Kind, e.Host, hintFor(e))})
+	}
+	if len(s.SchemeSwitches) > 0 {
+		out = append(out, Annotation{Level: "warning", Title: "copilot-route: Authorization scheme", Message: schemeHint(s.SchemeSwitches)})
+	}
+	if s.ClientAuthFailures > 0 {
+		out = append(out, Annotation{Level: "warning", Title: "copilot-route: client token",
+			Message: fmt.Sprintf("%d requests reached the proxy without the client token and were refused: give the agent the client-token output as COPILOT_GITHUB_TOKEN.", s.ClientAuthFailures)})
+	}
+	return out
+}
