@@ -1053,3 +1053,63 @@ func isReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.EPIPE)
 }
+
+// Server returns the http.Server the proxy runs in: a header timeout against slow clients, an
+// idle timeout, and no write timeout (a stream may run for minutes).
+func (p *Proxy) Server() *http.Server {
+	return &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		// "OPTIONS *" reaches the handler, which refuses it like any other non-origin-form target.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// Serve answers on ln until ctx ends, then stops accepting, lets open requests (streams) finish
+// for up to ShutdownGrace, cuts what is left and returns nil. An error means the listener failed.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	if p.PublicURL() == "" {
+		p.SetPublicURL(ListenURL(ln.Addr()))
+	}
+	srv := p.Server()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	p.log.Info("shutting down: no new connections; open requests get up to the grace period",
+		slog.Duration("grace", p.cfg.ShutdownGrace))
+	sctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		p.log.Warn("grace period over: cutting the requests still open", slog.String("error", err.Error()))
+		srv.Close()
+	}
+	<-errc // http.ErrServerClosed
+	p.rest.transport.CloseIdleConnections()
+	p.copilot.transport.CloseIdleConnections()
+	st := p.Stats()
+	p.log.Info("stopped", slog.Int64("requests", st.Requests), slog.Int64("bytes_out", st.BytesOut))
+	return nil
+}
+
+// ListenURL is the http URL for a listening address; an unspecified address (0.0.0.0, ::) is
+// given as loopback, which reaches it from the same host.
+func ListenURL(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "http://" + a.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
