@@ -296,14 +296,6 @@ func cloneStatus(m map[string]int) map[string]int {
 	return out
 }
 
-func (t *Tenant) snapshot() Behavior {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b := t.behavior
-	b.Status = cloneStatus(b.Status)
-	return b
-}
-
 // OpenStreams is how many streamed replies are being written now.
 func (t *Tenant) OpenStreams() int {
 	t.mu.Lock()
