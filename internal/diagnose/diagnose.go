@@ -187,7 +187,7 @@ func overall(r Report) Overall {
 	return v
 }
 
-// Fixes lists the distinct fixes of the report's warnings and failures, failures first, in probe
+// Fixes lists the distinct fixes of the probes' warnings and failures, failures first, in probe
 // order: what an annotation or the summary's "what to do" list shows.
 func (r Report) Fixes() []Finding {
 	var out []Finding
@@ -201,12 +201,8 @@ func (r Report) Fixes() []Finding {
 			out = append(out, Finding{Level: want, Probe: p.Name, Title: p.Title, Meaning: p.Meaning, Fix: p.Fix})
 		}
 	}
-	for _, n := range r.Notes {
-		if !seen[n] {
-			seen[n] = true
-			out = append(out, Finding{Level: Warn, Title: "Detection", Fix: n})
-		}
-	}
+	// Notes are not repeated here: they are detection's warnings, which detect already shows
+	// and annotates.
 	return out
 }
 

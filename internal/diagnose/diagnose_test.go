@@ -36,7 +36,7 @@ var wants = map[string]want{
 	}},
 	"ghe-no-seat": {overall: diagnose.WillNotWork, verdicts: "oFoFo", contains: map[string][]string{
 		"user":   {"no Copilot seat", "acme.ghe.com", "assign you a Copilot seat"},
-		"models": {"403", "Copilot Requests"},
+		"models": {"access denied by policy", "with `Bearer` and with `token` alike", "Copilot Requests"},
 	}},
 	"ghe-unreachable": {overall: diagnose.WillNotWork, verdicts: "FFWFo", contains: map[string][]string{
 		"meta":   {"api.acme.ghe.com refused the connection", "unreachable from this runner"},
@@ -65,7 +65,7 @@ var wants = map[string]want{
 	}},
 	"ghes-no-copilot-host": {overall: diagnose.WillNotWork, verdicts: "oFWFo", notes: 1, contains: map[string][]string{
 		"user":   {"401", "copilot-host: NAME.ghe.com"},
-		"models": {"401", "copilot-host: NAME.ghe.com"},
+		"models": {"refused the token", "copilot-host: NAME.ghe.com"},
 	}},
 }
 

@@ -149,7 +149,7 @@ func (r *runner) probeUser(ctx context.Context) Probe {
 	case a.status == http.StatusNotFound:
 		p.Verdict = Fail
 		p.Meaning = "no Copilot seat for this token's user on " + r.ep().CopilotHost + " (404)"
-		p.Fix = r.withGHESHint("Ask an administrator of " + r.ep().CopilotHost + " to assign you a Copilot seat; if your seat is on another host, set copilot-host (e.g. `copilot-host: acme.ghe.com`).")
+		p.Fix = r.withGHESHint("Ask an administrator of " + r.ep().CopilotHost + " to assign you a Copilot seat; if your seat is on another host, set copilot-host (e.g. `copilot-host: " + r.otherHostExample() + "`).")
 	case a.status == http.StatusForbidden:
 		p.Verdict = Fail
 		p.Meaning = "no Copilot access for this token on " + r.ep().CopilotHost + " (403)" + quoteMsg(a.message)
@@ -215,6 +215,14 @@ func (r *runner) interpretUser(p *Probe, body []byte) {
 	}
 }
 
+// otherHostExample is an example copilot-host other than the one in use.
+func (r *runner) otherHostExample() string {
+	if r.ep().CopilotPlatform == platform.GHECom {
+		return "github.com"
+	}
+	return "acme.ghe.com"
+}
+
 func (r *runner) explicitTarget() bool {
 	return r.ep().How("copilot_api_url") == "from input copilot-api-target"
 }
@@ -235,7 +243,7 @@ func (r *runner) probeExchange(ctx context.Context) Probe {
 	a, scheme := r.sendREST(ctx, url, schemeToken)
 	p.fill(a, r)
 	p.Scheme = scheme
-	const notNeeded = "the proxy does not need it (it sends the GitHub token directly) and answers the exchange itself for older clients"
+	const notNeeded = "the proxy does not need it (it sends the GitHub token itself, and answers older clients' exchanges)"
 	lower := strings.ToLower(a.message)
 	switch {
 	case a.status == 0:
@@ -322,12 +330,12 @@ func (r *runner) probeModels(ctx context.Context) Probe {
 	p.fill(b, r)
 	p.Latency += a.latency
 	p.Scheme = second
-	firstSaid := fmt.Sprintf("%d with `%s`%s", a.status, first, quoteMsg(a.message))
 	switch {
 	case b.status >= 200 && b.status < 300:
 		count := countModels(b.body)
 		p.Models = count
 		forced := r.cfg.AuthScheme == "bearer" || r.cfg.AuthScheme == "token"
+		firstSaid := fmt.Sprintf("%d with `%s`%s", a.status, first, quoteMsg(a.message))
 		if forced {
 			p.Verdict = Fail
 			p.Meaning = fmt.Sprintf("%s, but %s with `%s`: the proxy is set to send `%s`", firstSaid, modelsListed(count), second, first)
@@ -347,7 +355,11 @@ func (r *runner) probeModels(ctx context.Context) Probe {
 			worst = b
 		}
 		r.interpretModels(&p, worst, host)
-		p.Meaning = fmt.Sprintf("%s and %d with `%s`: %s", firstSaid, b.status, second, p.Meaning)
+		if a.status == b.status {
+			p.Meaning += fmt.Sprintf(", with `%s` and with `%s` alike", first, second)
+		} else {
+			p.Meaning += fmt.Sprintf(" (%d with `%s`, %d with `%s`)", a.status, first, b.status, second)
+		}
 		p.Scheme = ""
 	}
 	return p
@@ -382,20 +394,20 @@ func (r *runner) interpretModels(p *Probe, a answer, host string) {
 		p.Fix = r.withGHESHint("Set copilot-api-target to your Copilot API, or copilot-host to where Copilot is licensed.")
 	case a.status == http.StatusUnauthorized:
 		p.Verdict = Fail
-		p.Meaning = "the Copilot API refused the token (401): invalid, expired, or lacking the required permission" + quoteMsg(a.message)
+		p.Meaning = "the Copilot API refused the token: invalid, expired, or lacking the required permission" + quoteMsg(a.message)
 		p.Fix = r.withGHESHint(r.tokenFix())
 	case a.status == http.StatusForbidden:
 		p.Verdict = Fail
-		p.Meaning = "access denied by policy (403)" + quoteMsg(a.message)
+		p.Meaning = "access denied by policy: no Copilot seat or the Copilot CLI is disabled for this user" + quoteMsg(a.message)
 		p.Fix = "Ask an administrator to give you a Copilot seat and enable the Copilot CLI policy for you or your organization. " + r.tokenFix()
 	case a.status == http.StatusBadRequest:
 		p.Verdict = Fail
-		p.Meaning = "the Copilot API answered 400 (the CLI shows \"Failed to load models\")" + quoteMsg(a.message)
+		p.Meaning = "the Copilot API refused the request (the CLI shows \"Failed to load models\")" + quoteMsg(a.message)
 		p.Fix = "Run with auth-scheme auto; if that still fails, quote the request id to GitHub support."
 	case a.status == http.StatusNotFound:
 		p.Verdict = Fail
 		p.Meaning = host + " has no /models (404): this is not the Copilot API for this token"
-		p.Fix = r.withGHESHint("Set copilot-host to where your Copilot seat is (e.g. `copilot-host: acme.ghe.com`) or copilot-api-target to your Copilot API.")
+		p.Fix = r.withGHESHint("Set copilot-host to where your Copilot seat is (e.g. `copilot-host: " + r.otherHostExample() + "`) or copilot-api-target to your Copilot API.")
 	case a.status == http.StatusTooManyRequests:
 		p.Verdict = Warn
 		p.Meaning = "rate limited (429)"

@@ -2,6 +2,7 @@ package summary
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 
@@ -80,11 +81,12 @@ func DiagnoseSection(r diagnose.Report) string {
 		b.WriteString("\n")
 	}
 	b.WriteString("### Checks\n\n")
-	b.WriteString("| | Check | Request | Status | Time | What it means |\n")
-	b.WriteString("| :-: | --- | --- | :-: | --: | --- |\n")
+	b.WriteString("| | Check | Host | Request | Status | Time | What it means |\n")
+	b.WriteString("| :-: | --- | --- | --- | :-: | --: | --- |\n")
 	for _, p := range r.Probes {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n",
-			Icon(p.Verdict), text(p.Title), request(p), status(p), latency(p), prose(p.Meaning)+requestID(p))
+		host, req := request(p)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n",
+			Icon(p.Verdict), text(p.Title), host, req, status(p), latency(p), prose(p.Meaning)+requestID(p))
 	}
 	b.WriteString("\n")
 	if r.CopilotAPIURL != "" {
@@ -93,11 +95,19 @@ func DiagnoseSection(r diagnose.Report) string {
 	return b.String()
 }
 
-func request(p diagnose.Probe) string {
+// nbsp keeps "10 ms" and "400 → 200" on one line in a narrow table column.
+const nbsp = "\u00a0"
+
+// request splits a probe's URL into the host and the request line, which keeps the table narrow.
+func request(p diagnose.Probe) (host, req string) {
 	if p.URL == "" {
-		return "— (from its prefix; nothing sent)"
+		return "—", "none: read from the token's prefix"
 	}
-	return code(p.Method + " " + p.URL)
+	u, err := url.Parse(p.URL)
+	if err != nil {
+		return "—", code(p.Method + " " + p.URL)
+	}
+	return code(u.Host), code(p.Method + " " + u.EscapedPath())
 }
 
 func status(p diagnose.Probe) string {
@@ -107,7 +117,7 @@ func status(p diagnose.Probe) string {
 	case p.Status == 0:
 		return "no answer"
 	case p.Retried && p.FirstTry != 0:
-		return fmt.Sprintf("%d → %d", p.FirstTry, p.Status)
+		return fmt.Sprintf("%d%s→%s%d", p.FirstTry, nbsp, nbsp, p.Status)
 	}
 	return fmt.Sprint(p.Status)
 }
@@ -116,7 +126,7 @@ func latency(p diagnose.Probe) string {
 	if p.Verdict == diagnose.Skip || p.Method == "" {
 		return "—"
 	}
-	return fmt.Sprintf("%d ms", p.Latency.Milliseconds())
+	return fmt.Sprintf("%d%sms", p.Latency.Milliseconds(), nbsp)
 }
 
 func requestID(p diagnose.Probe) string {
@@ -149,28 +159,48 @@ func prose(s string) string {
 // DiagnoseText is the --format text rendering: one block per probe, for a terminal.
 func DiagnoseText(r diagnose.Report, ep platform.Endpoints) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "copilot-route diagnose: %s %s\n", OverallIcon(r.Verdict), r.Verdict)
+	fmt.Fprintf(&b, "copilot-route diagnose: %s\n", strings.ToUpper(string(r.Verdict)))
 	fmt.Fprintf(&b, "platform %s, Copilot on %s, Copilot API %s (%s)\n\n", ep.Platform, ep.CopilotHost, r.CopilotAPIURL, r.CopilotAPIFrom)
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	for _, p := range r.Probes {
-		fmt.Fprintf(tw, "%s %s\t%s\t%s\t%s\n", Icon(p.Verdict), p.Title, plainStatus(p), latency(p), strings.ReplaceAll(p.Meaning, "`", ""))
+		lat := strings.ReplaceAll(latency(p), nbsp, " ")
+		if lat == "—" {
+			lat = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", label(p.Verdict), p.Title, plainStatus(p), lat, strings.ReplaceAll(p.Meaning, "`", ""))
 	}
 	tw.Flush()
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "\nnote: %s\n", n)
+	}
 	if fixes := r.Fixes(); len(fixes) > 0 {
 		b.WriteString("\nwhat to do:\n")
 		for i, f := range fixes {
-			fmt.Fprintf(&b, "%d. %s: %s\n", i+1, f.Title, strings.ReplaceAll(f.Fix, "`", ""))
+			fmt.Fprintf(&b, "%d. %s %s: %s\n", i+1, label(f.Level), f.Title, strings.ReplaceAll(f.Fix, "`", ""))
 		}
 	}
 	return b.String()
 }
 
 func plainStatus(p diagnose.Probe) string {
-	s := status(p)
+	s := strings.ReplaceAll(status(p), nbsp, " ")
 	if s == "—" {
 		return "-"
 	}
 	return s
+}
+
+// label is a verdict for a terminal or a log, where emoji widths break column alignment.
+func label(v diagnose.Verdict) string {
+	switch v {
+	case diagnose.OK:
+		return "[ok]"
+	case diagnose.Warn:
+		return "[warn]"
+	case diagnose.Fail:
+		return "[FAIL]"
+	}
+	return "[skip]"
 }
 
 // Annotation is one ::warning:: or ::error:: for the run page, carrying the same hint as the

@@ -44,7 +44,8 @@ func RenderPage(p Page) string {
 		b.WriteString("\n")
 	}
 	if len(p.List.Domains) > 0 {
-		b.WriteString(Snippets(p.List))
+		// The detection section already shows the gh-aw front matter; the snippets add the rest.
+		b.WriteString(Snippets(p.List, p.Detection == ""))
 	}
 	return b.String()
 }
@@ -66,20 +67,27 @@ func demote(section string) string {
 }
 
 // Snippets is a collapsed block of ready-to-paste firewall configuration for the allowlist, one
-// per egress tool, in each tool's own list format (from internal/allowlist).
-func Snippets(l allowlist.List) string {
+// per egress tool, in each tool's own list format (from internal/allowlist). withGHAW adds the
+// gh-aw front matter, which the detection section shows already.
+func Snippets(l allowlist.List, withGHAW bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "<details><summary>Ready-to-paste firewall configuration (awf, gh-aw, harden-runner, bullfrog)</summary>\n\n")
+	tools := "awf, harden-runner, bullfrog"
+	if withGHAW {
+		tools = "awf, gh-aw, harden-runner, bullfrog"
+	}
+	fmt.Fprintf(&b, "<details><summary>Firewall steps ready to paste (%s)</summary>\n\n", tools)
 
 	b.WriteString("**awf**: run the agent inside the firewall (in a workflow, use `${{ steps.route.outputs.allowed-domains }}`):\n\n")
 	b.WriteString("```sh\n")
 	fmt.Fprintf(&b, "sudo -E awf --allow-domains %s -- copilot -p \"...\"\n", shellQuote(l.Comma()))
 	b.WriteString("```\n\n")
 
-	b.WriteString("**gh-aw**: the workflow's front matter:\n\n")
-	b.WriteString("```yaml\n")
-	b.WriteString(l.GHAW())
-	b.WriteString("```\n\n")
+	if withGHAW {
+		b.WriteString("**gh-aw**: the workflow's front matter:\n\n")
+		b.WriteString("```yaml\n")
+		b.WriteString(l.GHAW())
+		b.WriteString("```\n\n")
+	}
 
 	b.WriteString("**step-security/harden-runner**: the job's first step (pin the action by commit SHA):\n\n")
 	b.WriteString("```yaml\n")
