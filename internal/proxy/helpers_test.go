@@ -78,6 +78,18 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan error
 	ft     *faketenant.Tenant
+
+	stopOnce sync.Once
+	serveErr error
+}
+
+// stop ends Serve (graceful shutdown) and returns its result; safe to call more than once.
+func (h *harness) stop() error {
+	h.stopOnce.Do(func() {
+		h.cancel()
+		h.serveErr = <-h.done
+	})
+	return h.serveErr
 }
 
 // setup runs a proxy on a real loopback listener in front of ft. in is the platform input (an
@@ -122,8 +134,7 @@ func setup(t *testing.T, ft *faketenant.Tenant, in platform.Input, mutate func(*
 		cancel: cancel, done: make(chan error, 1), ft: ft}
 	go func() { h.done <- p.Serve(ctx, ln) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-h.done; err != nil {
+		if err := h.stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 		scanSecrets(t, "the proxy log", logs.Bytes(), realToken, client.Reveal())
@@ -158,6 +169,10 @@ func (h *harness) do(t *testing.T, method, path, auth string, body string, hdr m
 	if err != nil {
 		t.Fatalf("%s %s: read body: %v", method, path, err)
 	}
+	// No reply, whatever it is, may carry the real token or a Copilot token the platform issued.
+	var hb strings.Builder
+	_ = resp.Header.Write(&hb)
+	scanSecrets(t, "reply to "+method+" "+path, append([]byte(hb.String()), b...), realToken)
 	return resp.StatusCode, resp.Header, b
 }
 
