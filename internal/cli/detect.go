@@ -58,6 +58,9 @@ func runDetect(_ context.Context, env Env, args []string, stdout, stderr io.Writ
 		}
 	}
 
+	// Everything on stderr (flag errors echo what was typed) passes through the redactor.
+	stderr = redactWriter{w: stderr, s: secrets}
+
 	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	flags := map[string]*string{}
@@ -375,4 +378,18 @@ func (s secrets) redact(msg string) string {
 		}
 	}
 	return msg
+}
+
+// redactWriter redacts secrets from each write. The flag package and this command write whole
+// messages per call, so a secret is never split across writes.
+type redactWriter struct {
+	w io.Writer
+	s secrets
+}
+
+func (r redactWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(r.w, r.s.redact(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

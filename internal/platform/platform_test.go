@@ -49,7 +49,10 @@ func TestDetect(t *testing.T) {
 		{"github.com root dot", Input{ServerURL: "https://github.com."}, dotcom},
 		{"github.com surrounding space", Input{ServerURL: "  https://github.com \n"}, dotcom},
 		{"github.com with runner API URL", Input{ServerURL: "https://github.com", APIURL: "https://api.github.com/", GraphQLURL: "https://api.github.com/graphql"},
-			with(dotcom, func(w *want) { w.graphql = "https://api.github.com/graphql"; w.how = "api_url=from GITHUB_API_URL / api-url" })},
+			with(dotcom, func(w *want) {
+				w.graphql = "https://api.github.com/graphql"
+				w.how = "api_url=from GITHUB_API_URL / api-url"
+			})},
 		{"github.com platform auto", Input{ServerURL: "https://github.com", Platform: "AUTO"}, dotcom},
 		{"github.com platform same", Input{ServerURL: "https://github.com", Platform: "github.com"}, dotcom},
 		{"github.com Copilot on a tenant", Input{ServerURL: "https://github.com", CopilotHost: "acme.ghe.com"},
