@@ -355,11 +355,13 @@ func newSecrets(raws ...string) secrets {
 // characters, and a check for a two-letter "token" would refuse ordinary host names.
 const minSecretLen = 8
 
-// in says whether v contains any secret (compared on each normalised line of the secret).
+// in says whether v contains any secret (compared on each normalised line of the secret, in any
+// case: host names are lower-cased on the way to an output).
 func (s secrets) in(v string) bool {
+	v = strings.ToLower(v)
 	for _, f := range s.forms {
 		for _, line := range strings.Split(f, "\n") {
-			line = strings.TrimSpace(line)
+			line = strings.ToLower(strings.TrimSpace(line))
 			if len(line) >= minSecretLen && strings.Contains(v, line) {
 				return true
 			}

@@ -394,6 +394,7 @@ func TestDetectTokenNeverLeaks(t *testing.T) {
 	runs = append(runs,
 		run{"token in server-url", map[string]string{"INPUT_SERVER_URL": "https://" + fakeToken + ".corp"}, nil},
 		run{"token as server-url", map[string]string{"INPUT_SERVER_URL": fakeToken}, nil},
+		run{"upper-cased token in server-url", map[string]string{"INPUT_SERVER_URL": "https://" + strings.ToUpper(fakeToken) + ".corp"}, []string{"--format", "json"}},
 		run{"token in extra-domains", map[string]string{"INPUT_EXTRA_DOMAINS": "a.example.com," + fakeToken + ".example.com"}, nil},
 		run{"token in proxy-host", map[string]string{"INPUT_PROXY_HOST": fakeToken}, []string{"--format", "json"}},
 		run{"token in copilot-api-target", map[string]string{"INPUT_COPILOT_API_TARGET": "https://x.example.com/" + fakeToken}, nil},
@@ -421,7 +422,7 @@ func TestDetectTokenNeverLeaks(t *testing.T) {
 				}
 				for where, content := range streams {
 					for _, f := range forms {
-						if strings.Contains(content, f) {
+						if strings.Contains(strings.ToLower(content), strings.ToLower(f)) {
 							t.Errorf("%s (%s, step %v): %s holds the token form %q:\n%s", rn.name, tokenVar, step, where, f[:8], content)
 						}
 					}
