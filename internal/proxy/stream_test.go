@@ -238,7 +238,9 @@ func TestGracefulShutdownWithOpenStream(t *testing.T) {
 func TestShutdownGraceCutsEndlessStream(t *testing.T) {
 	t.Parallel()
 	ft := startTenant(t, realToken)
-	ft.Set(func(b *faketenant.Behavior) { b.NeverEnd, b.StreamChunks, b.ChunkInterval, b.ReplyText = true, 3, 5*time.Millisecond, pieces })
+	ft.Set(func(b *faketenant.Behavior) {
+		b.NeverEnd, b.StreamChunks, b.ChunkInterval, b.ReplyText = true, 3, 5*time.Millisecond, pieces
+	})
 	h := setup(t, ft, platform.Input{}, func(c *Config) { c.ShutdownGrace = 200 * time.Millisecond })
 	_, sr := openStream(t, h, "/chat/completions")
 	sr.until("AAAA")
