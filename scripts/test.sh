@@ -23,4 +23,11 @@ staticcheck ./... || die "staticcheck failed"
 log "go test -race"
 go test -race -count=1 ./... || die "go test failed"
 
+log "fuzz: URL/host classification and domain validation (short runs; FUZZTIME=${FUZZTIME:=10s} each)"
+for target in internal/platform:FuzzClassify internal/platform:FuzzDetect internal/allowlist:FuzzDomain; do
+  pkg=${target%%:*} fn=${target##*:}
+  go test -run='^$' -fuzz="^${fn}\$" -fuzztime="$FUZZTIME" "./$pkg" ||
+    die "fuzzing $fn in $pkg found a failure: rerun 'go test -run='^\$' -fuzz=^${fn}\$ ./$pkg'; the input is saved under $pkg/testdata/fuzz/$fn"
+done
+
 log "all tests passed in $(( $(date +%s) - start ))s"
