@@ -2,12 +2,293 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/copilot-route/copilot-route/internal/copilot"
+	"github.com/copilot-route/copilot-route/internal/platform"
+	"github.com/copilot-route/copilot-route/internal/proxy"
 )
 
-// runServe is a placeholder until its issue lands.
-func runServe(_ context.Context, _ Env, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "copilot-route serve: not built yet")
-	return 2
+// serveReady is the line serve prints on stdout once it listens, and the content of its ready
+// file. ClientToken is set only in the ready file (mode 0600), and only when serve generated the
+// token: stdout may be a shared log.
+type serveReady struct {
+	URL         string `json:"url"`
+	PID         int    `json:"pid"`
+	ClientToken string `json:"client_token,omitempty"`
+}
+
+// resolveFlag collects --resolve HOST:PORT:ADDR[:PORT2] values.
+type resolveFlag map[string]string
+
+func (r resolveFlag) String() string { return "" }
+
+func (r resolveFlag) Set(v string) error {
+	host, rest, ok1 := strings.Cut(v, ":")
+	port, addr, ok2 := strings.Cut(rest, ":")
+	if !ok1 || !ok2 || host == "" || port == "" || addr == "" {
+		return fmt.Errorf("want HOST:PORT:ADDR (like curl --resolve), e.g. copilot-api.acme.ghe.com:443:127.0.0.1:8443")
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(strings.Trim(addr, "[]"), port)
+	}
+	r[strings.ToLower(host)+":"+port] = addr
+	return nil
+}
+
+// runServe runs the routing proxy in the foreground until SIGTERM/SIGINT (ctx), then shuts down
+// gracefully and exits 0.
+func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "address to listen on (port 0: a free port)")
+	flags := map[string]*string{}
+	for _, name := range []string{"server-url", "api-url", "copilot-host", "copilot-api-target", "platform"} {
+		usage := ""
+		for _, in := range detectInputs {
+			if in.name == name {
+				usage = in.usage
+			}
+		}
+		flags[name] = fs.String(name, "", usage)
+	}
+	caFile := fs.String("ca-file", "", "PEM file of extra roots for upstream TLS (TLS-inspecting proxies, tests)")
+	authScheme := fs.String("auth-scheme", proxy.SchemeAuto, "Authorization scheme upstream: auto (Bearer, switching to token on a \"badly formatted\" reply), bearer or token")
+	integrationID := fs.String("integration-id", copilot.DefaultIntegrationID, "Copilot-Integration-Id for clients that send none")
+	logFile := fs.String("log-file", "", "file for the JSON log, one line per request (default: stderr)")
+	readyFile := fs.String("ready-file", "", "file to write {\"url\",\"pid\"} to once listening (written whole, mode 0600)")
+	tokenEnv := fs.String("token-env", envRealToken, "environment variable holding the real GitHub token")
+	headerTimeout := fs.Duration("response-header-timeout", proxy.DefaultResponseHeaderTimeout, "longest wait for an upstream's response headers")
+	grace := fs.Duration("shutdown-grace", proxy.DefaultShutdownGrace, "on SIGTERM, how long open streams may finish")
+	resolve := resolveFlag{}
+	fs.Var(resolve, "resolve", "HOST:PORT:ADDR[:PORT]: dial ADDR for HOST:PORT (repeatable; for tests and demos)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: copilot-route serve [flags]\n\nRuns the Copilot routing proxy. The real token comes from COPILOT_GITHUB_TOKEN (or --token-env),\n"+
+			"the client token from COPILOT_ROUTE_CLIENT_TOKEN (generated when unset, then written only to --ready-file).\n"+
+			"Prints {\"url\":...,\"pid\":...} on stdout once listening; SIGTERM stops it gracefully.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "copilot-route serve: unexpected argument %s\n", platform.Quote(fs.Arg(0)))
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "copilot-route serve: "+format+"\n", a...)
+		return 1
+	}
+
+	// Credentials: from the environment only (argv is visible to every user of the machine).
+	if *tokenEnv == "" {
+		return fail("--token-env is empty: name the environment variable that holds the GitHub token")
+	}
+	realTok := copilot.NewToken(env.Getenv(*tokenEnv))
+	if realTok.IsZero() {
+		return fail("no GitHub token: set %s to a token with Copilot access (a gho_/ghu_ token, a fine-grained PAT with the Copilot Requests permission, or the job's GITHUB_TOKEN with copilot-requests: write)", *tokenEnv)
+	}
+	clientRaw := copilot.Normalize(env.Getenv(envClientToken))
+	generated := clientRaw == ""
+	client := copilot.NewToken(clientRaw)
+	if generated {
+		client = proxy.NewClientToken()
+		if *readyFile == "" {
+			return fail("no %s and no --ready-file: a generated client token is reported only in the ready file; set one of them", envClientToken)
+		}
+	}
+	if client.Reveal() == realTok.Reveal() {
+		return fail("%s equals the GitHub token: the client token must be a different value, the agent must never hold the real one", envClientToken)
+	}
+
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	in, _, err := detectInput(env, func(name string) string {
+		if p, ok := flags[name]; ok && set[name] {
+			return strings.TrimSpace(*p)
+		}
+		return ""
+	})
+	if err != nil {
+		return fail("%v", err)
+	}
+	ep, err := platform.Detect(in)
+	if err != nil {
+		return fail("%v", err)
+	}
+
+	var roots *x509.CertPool
+	if *caFile != "" {
+		if roots, err = loadRoots(*caFile); err != nil {
+			return fail("%v", err)
+		}
+	}
+
+	logOut := stderr
+	if *logFile != "" {
+		f, err := os.OpenFile(*logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fail("open the log file: %v (pass a writable --log-file)", err)
+		}
+		defer f.Close()
+		logOut = f
+	}
+	logger := slog.New(slog.NewJSONHandler(logOut, nil))
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fail("listen on %s: %v (pick a free address, e.g. 127.0.0.1:0)", platform.Quote(*listen), err)
+	}
+	defer ln.Close()
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && len(client.Reveal()) < 20 {
+		return fail("listening on %s, off loopback, needs a client token of 20 characters or more in %s (or leave it unset to generate one)", ln.Addr(), envClientToken)
+	}
+
+	interaction := ""
+	if id := env.Getenv("GITHUB_RUN_ID"); id != "" {
+		interaction = id + "-" + firstSet(env.Getenv("GITHUB_RUN_ATTEMPT"), "1")
+	}
+	p, err := proxy.New(ctx, proxy.Config{
+		Endpoints:             ep,
+		ExplicitTarget:        in.CopilotAPITarget != "",
+		Token:                 realTok,
+		ClientToken:           client,
+		AuthScheme:            strings.ToLower(*authScheme),
+		IntegrationID:         *integrationID,
+		InteractionID:         interaction,
+		RootCAs:               roots,
+		Resolve:               resolve,
+		Proxy:                 outboundProxy(env),
+		Logger:                logger,
+		ResponseHeaderTimeout: *headerTimeout,
+		ShutdownGrace:         *grace,
+	})
+	if err != nil {
+		return fail("%v", err)
+	}
+	proxyURL := proxy.ListenURL(ln.Addr())
+	p.SetPublicURL(proxyURL)
+	ready := serveReady{URL: proxyURL, PID: os.Getpid()}
+	if *readyFile != "" {
+		withToken := ready
+		if generated {
+			withToken.ClientToken = client.Reveal()
+		}
+		if err := writeReadyFile(*readyFile, withToken); err != nil {
+			return fail("write the ready file: %v (pass a writable --ready-file)", err)
+		}
+	}
+	clientSource := "env " + envClientToken
+	if generated {
+		clientSource = "generated (in the ready file)"
+	}
+	ups := p.Upstreams()
+	logger.Info("listening", slog.String("url", proxyURL), slog.String("platform", string(ep.Platform)),
+		slog.String("copilot_api", ups[0].URL), slog.String("copilot_api_source", ups[0].Source),
+		slog.String("rest_api", ups[1].URL), slog.String("discovery", p.Stats().Discovery.State),
+		slog.String("token_kind", string(realTok.Kind())), slog.String("client_token", clientSource),
+		slog.String("auth_scheme", strings.ToLower(*authScheme)))
+	if k := realTok.Kind(); !k.WorksWithCopilot() {
+		logger.Warn("the GitHub token's kind is not accepted by Copilot; expect 401s upstream",
+			slog.String("token_kind", string(k)))
+	}
+	line, _ := json.Marshal(ready)
+	fmt.Fprintln(stdout, string(line))
+
+	if err := p.Serve(ctx, ln); err != nil {
+		return fail("%v", err)
+	}
+	return 0
+}
+
+// loadRoots is the system roots plus the certificates in a PEM file.
+func loadRoots(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read --ca-file: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-file %s holds no PEM certificate: pass the CA certificate (BEGIN CERTIFICATE)", path)
+	}
+	return roots, nil
+}
+
+// writeReadyFile writes the file whole: a temporary file in the same directory, then a rename,
+// so a reader polling for it never sees half. Mode 0600: it may hold the client token.
+func writeReadyFile(path string, r serveReady) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".ready-*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // gone after the rename; cleans up after a failure
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// outboundProxy honours HTTPS_PROXY / NO_PROXY from the injected environment (the stdlib's
+// ProxyFromEnvironment reads the process environment, which tests cannot inject). Loopback is
+// never proxied.
+func outboundProxy(env Env) func(*http.Request) (*url.URL, error) {
+	raw := firstSet(env.Getenv("HTTPS_PROXY"), env.Getenv("https_proxy"))
+	if raw == "" {
+		return nil
+	}
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	pu, err := url.Parse(raw)
+	if err != nil || pu.Host == "" {
+		return nil
+	}
+	var skip []string
+	for _, s := range strings.Split(firstSet(env.Getenv("NO_PROXY"), env.Getenv("no_proxy")), ",") {
+		if s = strings.ToLower(strings.TrimSpace(s)); s != "" {
+			skip = append(skip, s)
+		}
+	}
+	return func(r *http.Request) (*url.URL, error) {
+		host := strings.ToLower(r.URL.Hostname())
+		if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" {
+			return nil, nil
+		}
+		for _, s := range skip {
+			if s == "*" || host == strings.TrimPrefix(s, ".") || strings.HasSuffix(host, "."+strings.TrimPrefix(s, ".")) {
+				return nil, nil
+			}
+		}
+		return pu, nil
+	}
 }
