@@ -160,8 +160,14 @@ func Run(ctx context.Context, cfg Config) Report {
 	}()
 	wg.Wait()
 
+	probes := []Probe{meta, user, exchange, models, tokenProbe}
+	for i := range probes {
+		if probes[i].Status == 0 {
+			probes[i].Scheme = "" // no answer says nothing about a scheme
+		}
+	}
 	rep := Report{
-		Probes:         []Probe{meta, user, exchange, models, tokenProbe},
+		Probes:         probes,
 		CopilotAPIURL:  r.copilotURL,
 		CopilotAPIFrom: r.copilotFrom,
 	}

@@ -2,6 +2,9 @@ package diagnose_test
 
 import (
 	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -43,7 +46,7 @@ var wants = map[string]want{
 		"models": {"copilot-api.acme.ghe.com refused the connection"},
 	}},
 	"ghe-slow": {overall: diagnose.WillNotWork, verdicts: "oooFo", contains: map[string][]string{
-		"models": {"no answer from copilot-api.acme.ghe.com within 1s", "allow copilot-api.acme.ghe.com:443"},
+		"models": {"no answer from copilot-api.acme.ghe.com within 2.5s", "allow copilot-api.acme.ghe.com:443"},
 	}},
 	"ghe-classic-pat": {overall: diagnose.WillNotWork, verdicts: "osssF", contains: map[string][]string{
 		"token": {"classic PAT", "fine-grained PAT", "copilot-requests: write"},
@@ -222,5 +225,35 @@ func TestScrub(t *testing.T) {
 		if strings.Contains(got, tok) || !strings.Contains(got, "[REDACTED]") {
 			t.Errorf("Scrub(%q) = %q", in, got)
 		}
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/diagnose")
+
+// The JSON report (diagnose --format json) of every scenario, from a real run against the fake
+// tenant, with latencies and request ids normalised.
+func TestReportJSONGolden(t *testing.T) {
+	t.Parallel()
+	for _, sc := range diagnosetest.All() {
+		t.Run(sc.Name, func(t *testing.T) {
+			t.Parallel()
+			res := sc.Run(t)
+			got := dump(diagnosetest.Normalize(res.Report)) + "\n"
+			assertNoSecret(t, got)
+			path := filepath.Join("..", "..", "testdata", "diagnose", sc.Name+".json")
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("read golden (go test ./internal/diagnose -update creates it): %v", err)
+			}
+			if got != string(want) {
+				t.Errorf("%s differs from its golden file (go test ./internal/diagnose -update rewrites it):\n%s", path, got)
+			}
+		})
 	}
 }

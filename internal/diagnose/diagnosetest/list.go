@@ -74,7 +74,7 @@ func All() []Scenario {
 				w.Dial["api.acme.ghe.com"], w.Dial["copilot-api.acme.ghe.com"] = closed, closed
 			}},
 		{Name: "ghe-slow", About: "the Copilot API takes longer than the probe timeout to answer",
-			Input: gheInput, Token: PATToken, Timeout: time.Second,
+			Input: gheInput, Token: PATToken, Timeout: 2500 * time.Millisecond,
 			Setup: func(t testing.TB, w *World) {
 				acme(t, w, PATToken, func(b *faketenant.Behavior) { b.FirstByteDelay = 30 * time.Second })
 			}},

@@ -32,7 +32,8 @@ type Scenario struct {
 	Token string
 	// AuthScheme is the proxy's --auth-scheme ("" = auto).
 	AuthScheme string
-	// Timeout per request; 0 = a short one that keeps the slow scenario fast.
+	// Timeout per request; 0 = diagnose.DefaultTimeout. Only the slow scenario waits it out, so it
+	// is shorter there, yet long enough that a loaded machine does not time out the other probes.
 	Timeout time.Duration
 	// Setup starts the tenants and fills the dial table.
 	Setup func(t testing.TB, w *World)
@@ -108,7 +109,7 @@ func (s Scenario) Run(t testing.TB) Result {
 	s.Setup(t, w)
 	timeout := s.Timeout
 	if timeout == 0 {
-		timeout = 2 * time.Second
+		timeout = diagnose.DefaultTimeout
 	}
 	rep := diagnose.Run(context.Background(), diagnose.Config{
 		Endpoints:  ep,
