@@ -150,14 +150,16 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	}
 	logger := slog.New(slog.NewJSONHandler(logOut, nil))
 
+	// Off loopback (e.g. for an agent container reaching the host) the client token is all that
+	// guards the real credential: refuse a guessable one before binding anything.
+	if !loopbackListen(*listen) && len(client.Reveal()) < 20 {
+		return fail("listening on %s, off loopback, needs a client token of 20 characters or more in %s (or leave it unset to generate one)", platform.Quote(*listen), envClientToken)
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fail("listen on %s: %v (pick a free address, e.g. 127.0.0.1:0)", platform.Quote(*listen), err)
 	}
 	defer ln.Close()
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && len(client.Reveal()) < 20 {
-		return fail("listening on %s, off loopback, needs a client token of 20 characters or more in %s (or leave it unset to generate one)", ln.Addr(), envClientToken)
-	}
 
 	interaction := ""
 	if id := env.Getenv("GITHUB_RUN_ID"); id != "" {
@@ -214,6 +216,20 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		return fail("%v", err)
 	}
 	return 0
+}
+
+// loopbackListen says whether a listen address stays on loopback (an empty host means all
+// interfaces).
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // loadRoots is the system roots plus the certificates in a PEM file.
