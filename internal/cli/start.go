@@ -2,12 +2,386 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/copilot-route/copilot-route/internal/actions"
+	"github.com/copilot-route/copilot-route/internal/copilot"
+	"github.com/copilot-route/copilot-route/internal/daemon"
+	"github.com/copilot-route/copilot-route/internal/platform"
+	"github.com/copilot-route/copilot-route/internal/proxy"
 )
 
-// runStart is a placeholder until its issue lands.
-func runStart(_ context.Context, _ Env, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "copilot-route start: not built yet")
-	return 2
+// Env var names shared by start, serve and stop. The real token and the client token reach the
+// proxy through its environment only: argv is readable by every user of the machine.
+const (
+	envRealToken   = "COPILOT_GITHUB_TOKEN"
+	envClientToken = "COPILOT_ROUTE_CLIENT_TOKEN"
+)
+
+// proxyState is what start leaves for stop, in a 0600 file under RUNNER_TEMP. It holds the client
+// token (stop needs it to read the stats), never the real one.
+type proxyState struct {
+	PID         int       `json:"pid"`
+	Identity    string    `json:"identity"`
+	URL         string    `json:"url"`       // where the proxy listens, as it reported
+	ProxyURL    string    `json:"proxy_url"` // what the agent was told (proxy-host applied)
+	ClientToken string    `json:"client_token"`
+	LogFile     string    `json:"log_file"`
+	StartedAt   time.Time `json:"started_at"`
+	ReadyMS     float64   `json:"ready_ms"`
+}
+
+func (s proxyState) handle() daemon.Handle { return daemon.Handle{PID: s.PID, Identity: s.Identity} }
+
+// stateDir is where start keeps its files: RUNNER_TEMP is per job and emptied after it.
+func stateDir(env Env) string {
+	base := env.Getenv("RUNNER_TEMP")
+	if base == "" {
+		base = os.TempDir()
+	}
+	return filepath.Join(base, "copilot-route")
+}
+
+// startConfig is everything start reads, from flags or (in a step) INPUT_* variables.
+type startConfig struct {
+	listen, proxyHost, stateDir, caFile    string
+	authScheme, integrationID, serveBinary string
+	timeout                                time.Duration
+}
+
+func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) int {
+	t0 := time.Now()
+	a := actions.New(env.Getenv, stdout)
+	// Mask before anything else can print: the real token in every form, then the client token.
+	raw := firstSet(inputOr(a, "github-token", ""), env.Getenv(envRealToken))
+	for _, f := range copilot.MaskForms(raw) {
+		a.Mask(f)
+	}
+	realTok := copilot.NewToken(raw)
+	// ghs_-shaped: the Copilot CLI sends such a token straight to COPILOT_API_URL, with no REST
+	// look-ups elsewhere, so all of its Copilot traffic comes to the proxy.
+	client := proxy.NewClientToken().Reveal()
+	a.Mask(client)
+
+	fs := flag.NewFlagSet("start", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c startConfig
+	fs.StringVar(&c.listen, "listen", inputOr(a, "listen", "127.0.0.1:0"), "address the proxy listens on (input listen)")
+	fs.StringVar(&c.proxyHost, "proxy-host", inputOr(a, "proxy-host", ""), "host the agent reaches the proxy at, e.g. host.docker.internal (input proxy-host)")
+	fs.StringVar(&c.stateDir, "state-dir", stateDir(env), "directory for the state, ready and log files")
+	fs.StringVar(&c.caFile, "ca-file", inputOr(a, "ca-file", ""), "extra PEM CA bundle the proxy trusts for upstreams (input ca-file)")
+	fs.StringVar(&c.authScheme, "auth-scheme", inputOr(a, "auth-scheme", ""), "Authorization scheme upstream (passed to serve)")
+	fs.StringVar(&c.integrationID, "integration-id", inputOr(a, "integration-id", ""), "Copilot-Integration-Id for clients that send none (passed to serve)")
+	fs.DurationVar(&c.timeout, "timeout", daemon.DefaultReadyTimeout, "how long to wait for the proxy to be ready")
+	fs.StringVar(&c.serveBinary, "serve-binary", "", "the copilot-route binary to run serve with (default: this program)")
+	var resolve multiFlag
+	fs.Var(&resolve, "resolve", "HOST:PORT:ADDR passed to serve --resolve (repeatable; tests and demos; also env COPILOT_ROUTE_RESOLVE, space-separated)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if on, _, err := a.InputBool("start-proxy"); err != nil {
+		return stepFail(a, stderr, (&platform.InputError{Input: "start-proxy", Value: platform.Quote(a.Input("start-proxy")),
+			Problem: err.Error(), Example: "true"}).Error())
+	} else if !on && a.Input("start-proxy") != "" {
+		fmt.Fprintln(stderr, "copilot-route: start-proxy is false; no proxy started")
+		return 0
+	}
+	// The same reading of inputs and runner variables as detect, so both steps see one platform.
+	in, _, err := detectInput(env, func(name string) string { return a.Input(name) })
+	if err != nil {
+		return stepFail(a, stderr, err.Error())
+	}
+
+	if realTok.IsZero() {
+		return stepFail(a, stderr, "no GitHub token for the proxy: set the action input github-token "+
+			"(e.g. github-token: ${{ secrets.COPILOT_GITHUB_TOKEN }}) or the environment variable COPILOT_GITHUB_TOKEN, "+
+			"or set start-proxy: false if you only need the allowlist")
+	}
+	ep, err := platform.Detect(in)
+	if err != nil {
+		return stepFail(a, stderr, err.Error())
+	}
+	if c.proxyHost != "" {
+		if err := checkProxyHost(c.proxyHost); err != nil {
+			return stepFail(a, stderr, err.Error())
+		}
+	}
+
+	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
+		return stepFail(a, stderr, fmt.Sprintf("create %s: %v (set RUNNER_TEMP or --state-dir to a writable directory)", c.stateDir, err))
+	}
+	statePath := filepath.Join(c.stateDir, "proxy.json")
+	if old, err := readState(statePath); err == nil && daemon.Alive(old.handle()) {
+		return stepFail(a, stderr, fmt.Sprintf("a proxy started earlier in this job still runs (pid %d, %s): "+
+			"run the stop action before starting another one", old.PID, old.URL))
+	}
+	exe := c.serveBinary
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return stepFail(a, stderr, "find this program's path to start the proxy: "+err.Error())
+		}
+	}
+	logFile := filepath.Join(c.stateDir, "proxy.log")
+	readyFile := filepath.Join(c.stateDir, "ready.json")
+	serveArgs := []string{"serve", "--listen", c.listen, "--ready-file", readyFile, "--token-env", envRealToken}
+	for _, f := range [][2]string{
+		{"--server-url", in.ServerURL}, {"--api-url", in.APIURL}, {"--copilot-host", in.CopilotHost},
+		{"--copilot-api-target", in.CopilotAPITarget}, {"--platform", in.Platform}, {"--ca-file", c.caFile},
+		{"--auth-scheme", c.authScheme}, {"--integration-id", c.integrationID},
+	} {
+		if f[1] != "" {
+			serveArgs = append(serveArgs, f[0], f[1])
+		}
+	}
+	for _, r := range append(strings.Fields(env.Getenv("COPILOT_ROUTE_RESOLVE")), resolve...) {
+		serveArgs = append(serveArgs, "--resolve", r)
+	}
+	childEnv := append(passThroughEnv(env),
+		envRealToken+"="+realTok.Reveal(),
+		envClientToken+"="+client,
+	)
+
+	var ready readyInfo
+	started, err := daemon.Start(ctx, daemon.Options{
+		Path: exe, Args: serveArgs, Env: childEnv, LogFile: logFile, ReadyFile: readyFile, Timeout: c.timeout,
+		Ready: func(ctx context.Context, data []byte) error {
+			r, err := parseReady(data)
+			if err != nil {
+				return err
+			}
+			if err := checkHealth(ctx, r.URL); err != nil {
+				return err
+			}
+			ready = r
+			return nil
+		},
+	})
+	if err != nil {
+		var se *daemon.StartError
+		if errors.As(err, &se) {
+			printLogTail(stderr, logFile, se.LogTail)
+			return stepFail(a, stderr, "the proxy did not start: "+se.Reason+" (log: "+logFile+")")
+		}
+		return stepFail(a, stderr, "the proxy did not start: "+err.Error())
+	}
+	readyMS := float64(time.Since(t0).Microseconds()) / 1000
+
+	proxyURL := ready.URL
+	if c.proxyHost != "" {
+		u, _ := url.Parse(ready.URL)
+		proxyURL = "http://" + net.JoinHostPort(strings.Trim(c.proxyHost, "[]"), u.Port())
+	}
+	state := proxyState{
+		PID: started.PID, Identity: started.Identity, URL: ready.URL, ProxyURL: proxyURL,
+		ClientToken: client, LogFile: logFile, StartedAt: t0.UTC(), ReadyMS: readyMS,
+	}
+	if err := writeState(statePath, state); err != nil {
+		_, _ = daemon.Stop(context.Background(), started.Handle, 2*time.Second)
+		return stepFail(a, stderr, fmt.Sprintf("write the state file %s: %v", statePath, err))
+	}
+
+	if a.InStep() {
+		b := a.Stage()
+		b.Output("proxy-url", proxyURL)
+		b.Output("client-token", client)
+		b.Output("proxy-pid", strconv.Itoa(started.PID))
+		b.Output("log-file", logFile)
+		b.OutputLines("agent-env", strings.TrimSuffix(agentEnv(ep, proxyURL, client), "\n"))
+		if err := b.Commit(); err != nil {
+			_, _ = daemon.Stop(context.Background(), started.Handle, 2*time.Second)
+			_ = os.Remove(statePath)
+			return stepFail(a, stderr, "write the step outputs: "+err.Error())
+		}
+	} else {
+		// Outside Actions there is no output file: print what an agent needs.
+		fmt.Fprint(stdout, agentEnv(ep, proxyURL, client))
+	}
+	fmt.Fprintf(stderr, "copilot-route: proxy ready at %s (pid %d) in %.1f ms; log %s\n", ready.URL, started.PID, readyMS, logFile)
+	return 0
+}
+
+// readyInfo is the line serve prints and writes to its ready file.
+type readyInfo struct {
+	URL string `json:"url"`
+	PID int    `json:"pid"`
+}
+
+func parseReady(data []byte) (readyInfo, error) {
+	var r readyInfo
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, fmt.Errorf("ready file is not the JSON serve writes: %w", err)
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil || u.Scheme != "http" || u.Port() == "" {
+		return r, fmt.Errorf("ready file has no http URL with a port: %q", r.URL)
+	}
+	return r, nil
+}
+
+// checkHealth asks the proxy's unauthenticated health route: a listening socket is not enough,
+// the handler must answer.
+func checkHealth(ctx context.Context, base string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+proxy.HealthPath, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := loopbackClient.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health check answered %s", resp.Status)
+	}
+	return nil
+}
+
+// loopbackClient talks to our own proxy: never through an HTTP(S)_PROXY from the environment.
+var loopbackClient = &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}
+
+// agentEnv is the KEY=VALUE lines a sandboxed Copilot CLI needs to send everything to the proxy.
+// GH_HOST makes the CLI treat the job's server as its GitHub host (unset on github.com, where it
+// is the default); COPILOT_GH_HOST names the licensing host when that differs (GHES), as detect's
+// export-env does.
+func agentEnv(ep platform.Endpoints, proxyURL, client string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "COPILOT_API_URL=%s\n", proxyURL)
+	fmt.Fprintf(&b, "COPILOT_GITHUB_TOKEN=%s\n", client)
+	if ep.GHHost != "" {
+		fmt.Fprintf(&b, "GH_HOST=%s\n", ep.GHHost)
+	}
+	if ep.GHHost != "" && ep.CopilotHost != "" && ep.CopilotHost != ep.GHHost {
+		fmt.Fprintf(&b, "COPILOT_GH_HOST=%s\n", ep.CopilotHost)
+	}
+	return b.String()
+}
+
+// checkProxyHost accepts a host name or IP literal (no scheme, port or path): it becomes part of
+// a URL the agent is given.
+func checkProxyHost(h string) error {
+	bad := &platform.InputError{Input: "proxy-host", Value: platform.Quote(h),
+		Problem: "give a bare host name or IP address (no scheme, port or path)", Example: "host.docker.internal"}
+	if strings.ContainsAny(h, "/:@?#% \t\r\n") && net.ParseIP(strings.Trim(h, "[]")) == nil {
+		return bad
+	}
+	u, err := url.Parse("http://" + h + ":1")
+	if err != nil || u.Hostname() == "" {
+		return bad
+	}
+	return nil
+}
+
+// passThroughEnv is the part of our environment the proxy may see: what the runner needs to
+// track and end it, and what the TLS and proxy settings of the machine say. Everything else, in
+// particular every other secret of the job, stays out.
+func passThroughEnv(env Env) []string {
+	var out []string
+	for _, k := range []string{
+		"PATH", "HOME", "TMPDIR", "TZ", "LANG",
+		"RUNNER_TRACKING_ID", "RUNNER_TEMP", "GITHUB_RUN_ID", "GITHUB_RUN_ATTEMPT",
+		"SSL_CERT_FILE", "SSL_CERT_DIR",
+		"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy",
+		"GODEBUG",
+	} {
+		if v := env.Getenv(k); v != "" {
+			out = append(out, k+"="+v)
+		}
+	}
+	return out
+}
+
+func readState(path string) (proxyState, error) {
+	var s proxyState
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("state file %s is damaged: %w", path, err)
+	}
+	return s, nil
+}
+
+// writeState writes the state atomically with mode 0600 (it holds the client token).
+func writeState(path string, s proxyState) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".proxy-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// printLogTail shows the proxy's last log lines, each behind "| " so that no line of it (it may
+// quote request data) can act as a workflow command.
+func printLogTail(w io.Writer, path, tail string) {
+	if strings.TrimSpace(tail) == "" {
+		fmt.Fprintf(w, "copilot-route: the proxy's log %s is empty\n", path)
+		return
+	}
+	fmt.Fprintf(w, "copilot-route: the end of the proxy's log %s:\n", path)
+	for _, l := range strings.Split(tail, "\n") {
+		fmt.Fprintf(w, "  | %s\n", l)
+	}
+}
+
+// inputOr reads an action input (INPUT_<NAME>, which the composite action sets on each step) or
+// returns def when it is empty.
+func inputOr(a *actions.Actions, name, def string) string {
+	if v := a.Input(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// fail reports a step failure: an error annotation (one line, escaped) and exit code 1.
+func stepFail(a *actions.Actions, stderr io.Writer, msg string) int {
+	a.Error("copilot-route", msg)
+	if !a.InStep() {
+		fmt.Fprintln(stderr, "copilot-route:", msg)
+	}
+	return 1
+}
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func firstSet(vs ...string) string {
+	for _, v := range vs {
+		if strings.TrimSpace(v) != "" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }

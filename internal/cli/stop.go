@@ -2,12 +2,159 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/copilot-route/copilot-route/internal/actions"
+	"github.com/copilot-route/copilot-route/internal/daemon"
+	"github.com/copilot-route/copilot-route/internal/proxy"
 )
 
-// runStop is a placeholder until its issue lands.
-func runStop(_ context.Context, _ Env, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "copilot-route stop: not built yet")
-	return 2
+// runStop reads the proxy's figures, stops it and appends the traffic report to the job summary.
+// It runs with if: always(), so every "nothing to do" case (no proxy started, already gone) is a
+// success: failing here would only hide the real failure of the job.
+func runStop(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) int {
+	a := actions.New(env.Getenv, stdout)
+	fs := flag.NewFlagSet("stop", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateFile := fs.String("state-file", filepath.Join(stateDir(env), "proxy.json"), "the state file start wrote")
+	grace := fs.Duration("grace", 5*time.Second, "how long to wait after SIGTERM before SIGKILL")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+
+	st, err := readState(*stateFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		fmt.Fprintln(stderr, "copilot-route: no proxy was started in this job; nothing to stop")
+		return commitSummary(a, stderr, "### Copilot traffic\n\nNo proxy was started in this job.\n\n")
+	case err != nil:
+		a.Warning("copilot-route stop", err.Error()+"; nothing was stopped")
+		return 0
+	}
+	if st.ClientToken != "" {
+		a.Mask(st.ClientToken)
+	}
+
+	stats, statsErr := fetchStats(ctx, st)
+	res, stopErr := daemon.Stop(ctx, st.handle(), *grace)
+	if stopErr != nil {
+		a.Warning("copilot-route stop", fmt.Sprintf("stopping the proxy (pid %d): %v", st.PID, stopErr))
+	}
+	if res == daemon.NotOurs {
+		a.Warning("copilot-route stop", fmt.Sprintf("pid %d is no longer the proxy (it exited and the pid was reused); left it alone", st.PID))
+	}
+	if res != daemon.StillRunning {
+		_ = os.Remove(*stateFile)
+	}
+	fmt.Fprintf(stderr, "copilot-route: proxy pid %d: %s\n", st.PID, res)
+	return commitSummary(a, stderr, trafficMarkdown(st, stats, statsErr, res))
+}
+
+// fetchStats asks the running proxy for its figures, with the client token.
+func fetchStats(ctx context.Context, st proxyState) (*proxy.Stats, error) {
+	if st.URL == "" {
+		return nil, errors.New("the state file has no proxy URL")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, st.URL+proxy.StatsPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+st.ClientToken)
+	resp, err := loopbackClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("the proxy did not answer (%s)", redactErr(err, st.ClientToken))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the proxy answered %s to the stats request", resp.Status)
+	}
+	var s proxy.Stats
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&s); err != nil {
+		return nil, fmt.Errorf("the proxy's stats are not JSON: %v", err)
+	}
+	return &s, nil
+}
+
+// redactErr keeps a secret out of an error text (url errors quote the URL, never headers, but
+// this is cheap insurance).
+func redactErr(err error, secret string) string {
+	msg := err.Error()
+	if secret != "" {
+		msg = strings.ReplaceAll(msg, secret, "***")
+	}
+	return msg
+}
+
+func commitSummary(a *actions.Actions, stderr io.Writer, md string) int {
+	if a.Getenv(actions.FileSummary) == "" {
+		fmt.Fprint(stderr, md)
+		return 0
+	}
+	b := a.Stage()
+	b.Summary(md)
+	if err := b.Commit(); err != nil {
+		a.Warning("copilot-route stop", "write the job summary: "+err.Error())
+	}
+	return 0
+}
+
+// trafficMarkdown renders the traffic report. It is deliberately plain; the summary package
+// renders the full report once it lands.
+func trafficMarkdown(st proxyState, s *proxy.Stats, statsErr error, res daemon.StopResult) string {
+	var b strings.Builder
+	b.WriteString("### Copilot traffic through copilot-route\n\n")
+	fmt.Fprintf(&b, "Proxy pid %d at `%s` (agent URL `%s`), ready in %.0f ms; stop: **%s**.\n\n",
+		st.PID, st.URL, st.ProxyURL, st.ReadyMS, res)
+	if s == nil {
+		fmt.Fprintf(&b, "No traffic figures: %v. The proxy's log is `%s`.\n\n", statsErr, st.LogFile)
+		return b.String()
+	}
+	fmt.Fprintf(&b, "| requests | bytes in | bytes out | latency p50 / p95 (ms) | client auth failures | refused |\n")
+	fmt.Fprintf(&b, "| ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "| %d | %d | %d | %.1f / %.1f | %d | %d |\n\n", s.Requests, s.BytesIn, s.BytesOut,
+		s.LatencyMS.P50, s.LatencyMS.P95, s.ClientAuthFailures, s.Refused)
+	if len(s.Upstreams) > 0 {
+		b.WriteString("| upstream | URL | chosen by | auth scheme |\n| --- | --- | --- | --- |\n")
+		for _, u := range s.Upstreams {
+			fmt.Fprintf(&b, "| %s | `%s` | %s | %s |\n", mdCell(u.Name), mdCell(u.URL), mdCell(u.Source), mdCell(u.Scheme))
+		}
+		b.WriteString("\n")
+	}
+	if len(s.Routes) > 0 {
+		b.WriteString("| route | status | count |\n| --- | ---: | ---: |\n")
+		for _, r := range s.Routes {
+			fmt.Fprintf(&b, "| `%s` | %d | %d |\n", mdCell(r.Route), r.Status, r.Count)
+		}
+		b.WriteString("\n")
+	}
+	for _, e := range s.UpstreamErrors {
+		fmt.Fprintf(&b, "- upstream error: %d × %s talking to `%s`: %s\n", e.Count, mdCell(e.Kind), mdCell(e.Host), mdCell(e.Hint))
+	}
+	for _, sw := range s.SchemeSwitches {
+		fmt.Fprintf(&b, "- Authorization scheme for `%s` switched from %s to %s\n", mdCell(sw.Host), mdCell(sw.From), mdCell(sw.To))
+	}
+	if s.Discovery.State != "" {
+		fmt.Fprintf(&b, "- endpoint discovery: %s %s\n", mdCell(s.Discovery.State), mdCell(s.Discovery.Reason))
+	}
+	if s.Exchange.State != "" && s.Exchange.State != "not-requested" {
+		fmt.Fprintf(&b, "- token exchange: %s %s\n", mdCell(s.Exchange.State), mdCell(s.Exchange.Message))
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// mdCell keeps a value on one table row: no line breaks, no column separators.
+func mdCell(s string) string {
+	return strings.NewReplacer("\n", " ", "\r", " ", "|", "\\|", "`", "'").Replace(s)
 }
