@@ -132,8 +132,14 @@ func (t *Tenant) mcp(w http.ResponseWriter, r *http.Request, c *call) {
 		result = map[string]any{"prompts": []any{}}
 	case "resources/list":
 		result = map[string]any{"resources": []any{}}
-	default:
+	case "ping":
 		result = map[string]any{}
+	default:
+		// What a server that predates a method answers (the CLI 1.0.102 probes "server/discover"
+		// first and falls back to "initialize").
+		writeJSON(w, http.StatusOK, map[string]any{"jsonrpc": "2.0", "id": id,
+			"error": map[string]any{"code": -32601, "message": "Method not found: " + method}})
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"jsonrpc": "2.0", "id": id, "result": result})
 }

@@ -65,7 +65,7 @@ func (t *Tenant) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	scheme, cred := splitAuth(r.Header.Get("Authorization"))
 	req := Request{
 		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
-		Header: r.Header.Clone(), BodyBytes: int64(len(body)), At: time.Now(), Proto: r.Proto,
+		Header: r.Header.Clone(), BodyBytes: int64(len(body)), At: time.Now(), Proto: r.Proto, Body: body,
 		AuthScheme: scheme,
 	}
 	if cred != "" {

@@ -67,6 +67,8 @@ type Request struct {
 	Stream bool
 	// Model is the "model" field of a JSON request body, if any.
 	Model string
+	// Body is the request body as received (up to 32 MiB).
+	Body []byte
 }
 
 // Behavior is how the tenant answers; change it at runtime with Tenant.Set.
@@ -266,6 +268,7 @@ func (t *Tenant) Requests() []Request {
 	out := make([]Request, len(t.requests))
 	for i, r := range t.requests {
 		r.Header = r.Header.Clone()
+		r.Body = append([]byte(nil), r.Body...)
 		out[i] = r
 	}
 	return out
