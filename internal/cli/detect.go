@@ -370,11 +370,12 @@ func (s secrets) in(v string) bool {
 	return false
 }
 
-// redact replaces every secret line in a human-facing message.
+// redact replaces every secret line in a human-facing message. Lines under four characters are
+// left alone: no real token is that short, and replacing every "a" would garble the message.
 func (s secrets) redact(msg string) string {
 	for _, f := range s.forms {
 		for _, line := range strings.Split(f, "\n") {
-			if line = strings.TrimSpace(line); line != "" {
+			if line = strings.TrimSpace(line); len(line) >= 4 {
 				msg = strings.ReplaceAll(msg, line, "***")
 			}
 		}
