@@ -142,11 +142,18 @@ func runDetect(_ context.Context, env Env, args []string, stdout, stderr io.Writ
 	}
 
 	var exported []string
-	if exportEnv && ep.GHHost != "" {
-		exported = append(exported, "GH_HOST="+ep.GHHost)
-		if ep.CopilotHost != "" && ep.CopilotHost != ep.GHHost {
-			// The Copilot CLI reads COPILOT_GH_HOST before GH_HOST: on GHES, GH_HOST names the
-			// instance while Copilot is licensed on github.com or a tenant.
+	if exportEnv {
+		if ep.GHHost != "" {
+			exported = append(exported, "GH_HOST="+ep.GHHost)
+		}
+		// The Copilot CLI reads COPILOT_GH_HOST before GH_HOST (and github.com without either).
+		// Where Copilot is licensed somewhere else — GHES, or a github.com job using a tenant's
+		// Copilot — it must be told.
+		cliHost := ep.GHHost
+		if cliHost == "" {
+			cliHost = "github.com"
+		}
+		if ep.CopilotHost != "" && ep.CopilotHost != cliHost {
 			exported = append(exported, "COPILOT_GH_HOST="+ep.CopilotHost)
 		}
 	}

@@ -272,6 +272,32 @@ func TestDetectPrecedence(t *testing.T) {
 		{"platform input", map[string]string{"INPUT_SERVER_URL": "https://acme.test", "INPUT_PLATFORM": "ghe.com"}, nil, "tenant", "acme"},
 		{"no context at all", nil, nil, "platform", "github.com"},
 	}
+	exportCases := []struct {
+		env  map[string]string
+		want map[string]string
+	}{
+		{map[string]string{"GITHUB_SERVER_URL": "https://github.com", "INPUT_COPILOT_HOST": "acme.ghe.com"}, map[string]string{"COPILOT_GH_HOST": "acme.ghe.com"}},
+		{map[string]string{"GITHUB_SERVER_URL": "https://ghes.corp", "INPUT_COPILOT_HOST": "acme.ghe.com"}, map[string]string{"GH_HOST": "ghes.corp", "COPILOT_GH_HOST": "acme.ghe.com"}},
+		{map[string]string{"GITHUB_SERVER_URL": "https://acme.ghe.com", "INPUT_EXPORT_ENV": "false"}, map[string]string{}},
+		{map[string]string{"GITHUB_SERVER_URL": "https://acme.ghe.com", "INPUT_EXPORT_ENV": "true"}, map[string]string{"GH_HOST": "acme.ghe.com"}},
+		{map[string]string{"GITHUB_SERVER_URL": "https://github.com"}, map[string]string{}},
+	}
+	for _, tc := range exportCases {
+		env := maps(tc.env)
+		if env["INPUT_EXPORT_ENV"] == "" {
+			env["INPUT_EXPORT_ENV"] = "TRUE"
+		}
+		r := runDetectWith(t, env, true, "--format", "none")
+		got := parseEnvFile(t, r.files[actions.FileEnv])
+		if r.code != 0 || len(got) != len(tc.want) {
+			t.Errorf("%v: exit %d, exported %q, want %q", tc.env, r.code, got, tc.want)
+		}
+		for k, v := range tc.want {
+			if got[k] != v {
+				t.Errorf("%v: %s=%q, want %q", tc.env, k, got[k], v)
+			}
+		}
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
