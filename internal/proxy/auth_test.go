@@ -172,3 +172,30 @@ func headerText(h http.Header) string {
 	}
 	return sb.String()
 }
+
+// The exchange reply's endpoints.api is the address the client used (an agent container reaches
+// the proxy as host.docker.internal), never an upstream.
+func TestExchangeNamesTheProxyAsTheClientReachedIt(t *testing.T) {
+	t.Parallel()
+	ft := startTenant(t, realToken)
+	h := setup(t, ft, platform.Input{}, nil)
+	addr := strings.TrimPrefix(h.url, "http://")
+	_, port, _ := strings.Cut(addr, ":")
+	for host, want := range map[string]string{
+		"host.docker.internal:" + port: "http://host.docker.internal:" + port,
+		"evil/path@x":                  h.url, // not a host: the proxy's own URL
+	} {
+		status, body := rawRequest(t, addr, "GET /copilot_internal/v2/token HTTP/1.1\r\nHost: "+host+
+			"\r\nAuthorization: Bearer "+h.client+"\r\nConnection: close\r\n\r\n")
+		if host == "evil/path@x" && status == http.StatusBadRequest {
+			continue // the HTTP server itself refused the malformed Host: fine too
+		}
+		var r struct {
+			Endpoints map[string]string `json:"endpoints"`
+		}
+		if err := json.Unmarshal([]byte(body), &r); err != nil || status != 200 || r.Endpoints["api"] != want {
+			t.Errorf("Host %q: %d %s, want endpoints.api %s", host, status, body, want)
+		}
+		scanSecrets(t, "exchange reply", []byte(body), realToken)
+	}
+}

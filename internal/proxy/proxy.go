@@ -641,6 +641,14 @@ func (p *Proxy) serveExchange(st *reqState, r *http.Request) {
 		p.log.Warn("token exchange not available; the GitHub token is used directly upstream",
 			slog.String("error", err.Error()))
 	}
+	// endpoints.api is where this client reached the proxy (its Host header: an agent container
+	// reaches it by another name than 127.0.0.1), else the proxy's own URL.
+	api := p.PublicURL()
+	if h := r.Host; h != "" && !strings.ContainsAny(h, "/@\\ ?#%") {
+		if _, _, err := net.SplitHostPort(h); err == nil || net.ParseIP(strings.Trim(h, "[]")) != nil || !strings.Contains(h, ":") {
+			api = "http://" + h
+		}
+	}
 	now := p.now()
 	writeJSON(st, http.StatusOK, map[string]any{
 		"token":        p.shimToken,
@@ -648,7 +656,7 @@ func (p *Proxy) serveExchange(st *reqState, r *http.Request) {
 		"refresh_in":   1500,
 		"chat_enabled": true,
 		"sku":          "copilot-route",
-		"endpoints":    map[string]string{"api": p.PublicURL()},
+		"endpoints":    map[string]string{"api": api},
 	})
 }
 
