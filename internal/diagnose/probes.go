@@ -193,7 +193,7 @@ func (r *runner) interpretUser(p *Probe, body []byte) {
 	switch {
 	case err != nil:
 		p.Verdict = Warn
-		p.Meaning = seat + "; the advertised Copilot API " + platform.Quote(p.Advertised) + " fails validation (" + clean(err.Error(), 160) + "), so the proxy ignores it and uses " + platform.HostOf(derived)
+		p.Meaning = seat + "; the advertised Copilot API `" + p.Advertised + "` fails validation (" + clean(err.Error(), 160) + "), so the proxy ignores it and uses " + platform.HostOf(derived)
 		p.Fix = "Nothing to do if the models check passes; otherwise set copilot-api-target to your Copilot API."
 	case sameURL(adv, derived):
 		p.Meaning = seat + "; it advertises the Copilot API detect derived (" + advHost + ")"

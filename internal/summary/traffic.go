@@ -14,7 +14,7 @@ func Traffic(s proxy.Stats) string {
 	var b strings.Builder
 	icon := "✅"
 	switch {
-	case len(s.UpstreamErrors) > 0 || serverErrors(s) > 0:
+	case len(s.UpstreamErrors) > 0 || serverErrors(s) > 0 || s.ClientAuthFailures > 0:
 		icon = "⚠️"
 	case s.Requests == 0:
 		icon = "➖"
@@ -62,12 +62,36 @@ func Traffic(s proxy.Stats) string {
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "- Endpoint discovery (`/copilot_internal/user`): %s%s\n", text(s.Discovery.State), discoveryDetail(s.Discovery))
-	fmt.Fprintf(&b, "- Token exchange for clients: %s%s\n", text(s.Exchange.State), exchangeDetail(s.Exchange))
+	fmt.Fprintf(&b, "- Endpoint discovery (`/copilot_internal/user`): %s%s\n", text(words(discoveryWords, s.Discovery.State)), discoveryDetail(s.Discovery))
+	fmt.Fprintf(&b, "- Token exchange for clients: %s%s\n", text(words(exchangeWords, s.Exchange.State)), exchangeDetail(s.Exchange))
 	fmt.Fprintf(&b, "- Refused before reaching upstream: %d%s\n", s.Refused, reasons(s.RefusedReasons))
 	fmt.Fprintf(&b, "- Requests without the client token: %d\n", s.ClientAuthFailures)
 	b.WriteString("\n</details>\n\n")
 	return b.String()
+}
+
+// The proxy's state names, said for a person.
+var (
+	discoveryWords = map[string]string{
+		"used":     "used: the proxy sends Copilot traffic to the advertised API",
+		"skipped":  "skipped",
+		"rejected": "rejected: the proxy kept the derived Copilot API",
+		"absent":   "nothing advertised: the proxy kept the derived Copilot API",
+		"failed":   "failed: the proxy kept the derived Copilot API",
+	}
+	exchangeWords = map[string]string{
+		"not-requested": "no client asked for it",
+		"ok":            "a Copilot token is used upstream",
+		"refused":       "refused by the platform: the proxy uses the GitHub token directly",
+		"error":         "failed: the proxy uses the GitHub token directly",
+	}
+)
+
+func words(m map[string]string, state string) string {
+	if w, ok := m[state]; ok {
+		return w
+	}
+	return state
 }
 
 type routeRow struct {
@@ -139,7 +163,7 @@ func hintFor(e proxy.UpstreamError) string {
 
 func schemeHint(sw []proxy.SchemeSwitch) string {
 	last := sw[len(sw)-1].To
-	return "The Copilot API refused the first scheme and the proxy switched by itself; set auth-scheme: " +
+	return "The platform refused the first Authorization scheme and the proxy switched by itself; set auth-scheme: " +
 		strings.ToLower(last) + " to skip the refused first request."
 }
 
@@ -149,7 +173,9 @@ func discoveryDetail(d proxy.DiscoveryStats) string {
 		parts = append(parts, "advertised "+code(d.Advertised))
 	}
 	if d.Reason != "" {
-		parts = append(parts, text(d.Reason))
+		// A reason is often a transport error quoting a URL: as code it is neither autolinked nor
+		// mangled by escapes.
+		parts = append(parts, code(d.Reason))
 	}
 	if len(parts) == 0 {
 		return ""
@@ -235,7 +261,7 @@ func TrafficAnnotations(s proxy.Stats) []Annotation {
 	}
 	if s.ClientAuthFailures > 0 {
 		out = append(out, Annotation{Level: "warning", Title: "copilot-route: client token",
-			Message: fmt.Sprintf("%d requests reached the proxy without the client token and were refused: give the agent the client-token output as COPILOT_GITHUB_TOKEN.", s.ClientAuthFailures)})
+			Message: fmt.Sprintf("%s reached the proxy without the client token and were refused: give the agent the client-token output as COPILOT_GITHUB_TOKEN.", plural(int(s.ClientAuthFailures), "request", "requests"))})
 	}
 	return out
 }
