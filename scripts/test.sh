@@ -30,4 +30,7 @@ for target in internal/platform:FuzzClassify internal/platform:FuzzDetect intern
     die "fuzzing $fn in $pkg found a failure: rerun 'go test -run='^\$' -fuzz=^${fn}\$ ./$pkg'; the input is saved under $pkg/testdata/fuzz/$fn"
 done
 
+log "end-to-end: the real Copilot CLI through copilot-route serve to the fake tenant (private network namespace)"
+"$ROOT/scripts/e2e-copilot-cli.sh" || die "the Copilot CLI end-to-end test failed: rerun scripts/e2e-copilot-cli.sh (COPILOT_E2E_KEEP=1 keeps its logs)"
+
 log "all tests passed in $(( $(date +%s) - start ))s"

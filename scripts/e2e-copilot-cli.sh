@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# End-to-end test with the REAL Copilot CLI (npm @github/copilot, pinned in lib.sh):
+#
+#   copilot -p ... ──(client token ghs_…, COPILOT_API_URL=proxy)──► copilot-route serve
+#                  ──(real token gho_…)──► copilot-route fake-tenant (TLS, acme.ghe.com)
+#
+# It runs in a private network namespace (unshare: only loopback exists, the tenant's names map to
+# 127.0.0.1 in a private /etc/hosts), so nothing can leave the machine whatever the CLI tries, and
+# the CLI runs under strace so any connection it attempts other than to the proxy fails the test.
+# Checks: the CLI prints the tenant's reply and exits 0; the tenant saw only the real token; the
+# tenant never saw the client token; the CLI never held or sent the real token; neither token
+# appears in any file the run wrote. Set COPILOT_E2E_KEEP=1 to keep the work directory.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+if [[ "${COPILOT_E2E_INNER:-}" != 1 ]]; then
+  [[ $(id -u) == 0 ]] || die "the Copilot CLI end-to-end test needs root (unshare --net --mount); run it as root or in CI"
+  need_apt unshare util-linux
+  need_apt ip iproute2
+  need_apt strace strace
+  BIN=$(build_binary)
+  COPILOT=$(need_copilot_cli)
+  NODE_DIR=$(dirname "$(command -v node)") || die "node is needed to start the Copilot CLI's npm loader"
+  export COPILOT_E2E_INNER=1 BIN COPILOT NODE_DIR
+  log "Copilot CLI end-to-end (real CLI $COPILOT_CLI_VERSION → serve → fake tenant) in a private network namespace"
+  exec unshare --net --mount --fork -- bash "$0" "$@"
+fi
+
+# ---- inside the namespace ----
+ip link set lo up || die "could not bring up loopback in the namespace"
+ip -o addr show | grep -v ' lo ' | grep -q inet && die "the namespace has a non-loopback address; refusing to run"
+
+WORK=$(mktemp -d /tmp/copilot-route-e2e.XXXXXX)
+PIDS=()
+cleanup() {
+  local rc=$?
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [[ $rc != 0 || -n "${COPILOT_E2E_KEEP:-}" ]]; then
+    printf 'e2e work directory kept: %s\n' "$WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+
+printf '127.0.0.1 localhost acme.ghe.com api.acme.ghe.com copilot-api.acme.ghe.com\n::1 localhost\n' >"$WORK/hosts"
+mount --bind "$WORK/hosts" /etc/hosts || die "could not bind-mount a private /etc/hosts"
+
+# rand N: N random alphanumerics (no pipe is cut short, which pipefail would report as SIGPIPE).
+rand() {
+  local s=""
+  while ((${#s} < $1)); do s+=$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9'); done
+  printf '%s' "${s:0:$1}"
+}
+REAL_TOKEN="gho_$(rand 36)"   # the credential only serve and the tenant may hold
+CLIENT_TOKEN="ghs_$(rand 36)" # what the CLI gets; ghs_ makes it skip the REST API calls
+REPLY="copilot-route e2e reply $(rand 12)"
+sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+REAL_SHA=$(sha "$REAL_TOKEN")
+CLIENT_SHA=$(sha "$CLIENT_TOKEN")
+
+# wait_ready FILE PID NAME: until FILE exists (the process wrote its ready line), or fail.
+wait_ready() {
+  for _ in $(seq 200); do
+    [[ -s $1 ]] && return 0
+    kill -0 "$2" 2>/dev/null || { cat "$WORK"/*.err >&2; die "$3 exited before it was ready"; }
+    sleep 0.05
+  done
+  die "$3 was not ready within 10s"
+}
+json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+
+# The tenant: accepts only the real token; logs header names and token hashes, never values.
+E2E_REAL_TOKEN=$REAL_TOKEN "$BIN" fake-tenant --token-env E2E_REAL_TOKEN --ca-out "$WORK/ca.pem" \
+  --ready-file "$WORK/fake.ready" --request-log "$WORK/fake-requests.jsonl" --reply "$REPLY" \
+  >"$WORK/fake.out" 2>"$WORK/fake.err" &
+PIDS+=($!)
+wait_ready "$WORK/fake.ready" "${PIDS[-1]}" "fake-tenant"
+FAKE_URL=$(json_field "$WORK/fake.ready" url)
+
+# The proxy: the real token and the client token come from its environment only.
+COPILOT_GITHUB_TOKEN=$REAL_TOKEN COPILOT_ROUTE_CLIENT_TOKEN=$CLIENT_TOKEN "$BIN" serve \
+  --listen 127.0.0.1:0 --server-url https://acme.ghe.com --api-url "$FAKE_URL" \
+  --copilot-api-target "$FAKE_URL" --ca-file "$WORK/ca.pem" --ready-file "$WORK/serve.ready" \
+  --log-file "$WORK/serve.log" >"$WORK/serve.out" 2>"$WORK/serve.err" &
+PIDS+=($!)
+wait_ready "$WORK/serve.ready" "${PIDS[-1]}" "serve"
+PROXY_URL=$(json_field "$WORK/serve.ready" url)
+PROXY_PORT=${PROXY_URL##*:}
+PROXY_PORT=${PROXY_PORT%%/*}
+
+# The CLI: a clean environment (env -i) so it cannot inherit the real token, a fresh HOME, and the
+# proxy as its Copilot API. It does not get the tenant's CA: it has no business talking TLS to it.
+mkdir -p "$WORK/home"
+cli_env=(PATH="$NODE_DIR:/usr/bin:/bin" HOME="$WORK/home" GH_HOST=acme.ghe.com
+  COPILOT_API_URL="$PROXY_URL" COPILOT_GITHUB_TOKEN="$CLIENT_TOKEN")
+[[ $PROXY_URL == https://* ]] && cli_env+=(NODE_EXTRA_CA_CERTS="$WORK/ca.pem")
+start_ns=$(date +%s%N)
+set +e
+env -i "${cli_env[@]}" timeout 120 strace -f -qq -e trace=connect -e signal=none -o "$WORK/cli-connects.txt" \
+  "$COPILOT" -p "say hi" --allow-all-tools --no-auto-update --disable-client-telemetry \
+  >"$WORK/cli.out" 2>"$WORK/cli.err"
+cli_rc=$?
+set -e
+cli_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+
+fail() {
+  printf -- '--- CLI stdout\n' >&2; cat "$WORK/cli.out" >&2
+  printf -- '--- CLI stderr\n' >&2; tail -30 "$WORK/cli.err" >&2
+  printf -- '--- tenant requests\n' >&2; cat "$WORK/fake-requests.jsonl" >&2 || true
+  printf -- '--- serve log\n' >&2; tail -30 "$WORK/serve.log" >&2 || true
+  die "$*"
+}
+
+[[ $cli_rc == 0 ]] || fail "the Copilot CLI exited $cli_rc (124 = timed out after 120s)"
+grep -qF "$REPLY" "$WORK/cli.out" || fail "the CLI did not print the tenant's reply \"$REPLY\""
+
+# What the tenant saw: the CLI's Copilot traffic, each request with the real token, none with the
+# client token.
+python3 - "$WORK/fake-requests.jsonl" "$REAL_SHA" "$CLIENT_SHA" <<'PY' || fail "the tenant's request log is wrong (above)"
+import json, sys
+path, real, client = sys.argv[1:4]
+reqs = [json.loads(l) for l in open(path) if l.strip()]
+bad = [r for r in reqs if r.get("auth_token_sha256") != real or not r.get("auth_ok")]
+leaked = [r for r in reqs if r.get("auth_token_sha256") == client]
+paths = [r["path"] for r in reqs]
+completion = [p for p in paths if p in ("/responses", "/v1/messages", "/chat/completions")]
+ok = True
+for msg, cond in [
+    ("no requests reached the tenant", not reqs),
+    ("requests without the real token: %s" % [(r["method"], r["path"], r["auth"]) for r in bad], bad),
+    ("the client token reached the tenant: %s" % [r["path"] for r in leaked], leaked),
+    ("no GET /models", "/models" not in paths),
+    ("no completion request", not completion),
+]:
+    if cond:
+        print("tenant:", msg, file=sys.stderr); ok = False
+t0 = None
+from datetime import datetime
+for r in reqs:
+    at = datetime.fromisoformat(r["at"].replace("Z", "+00:00")[:26] + "+00:00")
+    t0 = t0 or at
+    print("  +%5dms %-6s %-42s %-8s auth=%s/%s %s %s" % ((at - t0).total_seconds() * 1000, r["method"], r["path"], r["proto"],
+          r.get("auth_scheme", ""), r["auth"], r.get("model", ""), "stream" if r.get("stream") else ""), file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+
+# Where the CLI connected: only to the proxy, only on loopback.
+others=$(grep -E 'connect\(' "$WORK/cli-connects.txt" | grep -E 'AF_INET6?' |
+  grep -vE "sin6?_port=htons\($PROXY_PORT\), (sin_addr=inet_addr\(\"127\.0\.0\.1\"\)|inet_pton\(AF_INET6, \"::1\")" || true)
+[[ -z $others ]] || fail "the CLI connected somewhere other than the proxy: $others"
+grep -qE "htons\($PROXY_PORT\)" "$WORK/cli-connects.txt" || fail "strace saw no connection from the CLI to the proxy"
+
+# Neither token in any file the run wrote (logs, ready files, the CLI's HOME, strace output).
+for name in REAL_TOKEN CLIENT_TOKEN; do
+  hits=$(grep -rlF -- "${!name}" "$WORK" || true)
+  [[ -z $hits ]] || fail "the $name value appears in: $hits"
+done
+
+n=$(grep -c . "$WORK/fake-requests.jsonl")
+log "Copilot CLI end-to-end passed: the CLI answered in ${cli_ms}ms through the proxy, $n requests reached the tenant with the real token only"
