@@ -116,10 +116,14 @@ func runDetect(_ context.Context, env Env, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return fail(err)
 	}
-	for _, name := range []string{"server-url", "api-url", "copilot-host", "copilot-api-target", "platform", "extra-domains", "proxy-host"} {
-		if secrets.in(value(name)) {
-			return fail(&platform.InputError{Input: name, Problem: "the value contains the github-token; pass the token only through github-token",
-				Example: "https://acme.ghe.com"})
+	examples := [][2]string{{"server-url", "https://acme.ghe.com"}, {"api-url", "https://api.acme.ghe.com"},
+		{"copilot-host", "acme.ghe.com"}, {"copilot-api-target", "https://copilot-api.acme.ghe.com"}, {"platform", "auto"},
+		{"extra-domains", "registry.npmjs.org"}, {"proxy-host", "host.docker.internal"}}
+	for _, ex := range examples {
+		if secrets.in(value(ex[0])) {
+			// The value is not echoed, not even redacted: it is the secret's neighbourhood.
+			return fail(&platform.InputError{Input: ex[0], Problem: "the value contains the github-token; pass the token only through github-token",
+				Example: ex[1]})
 		}
 	}
 	ep, err := platform.Detect(in)
