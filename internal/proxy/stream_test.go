@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -249,5 +251,57 @@ func TestShutdownGraceCutsEndlessStream(t *testing.T) {
 	}
 	if _, err := io.ReadAll(sr.r); err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("endless stream: read after shutdown = %v, want the connection cut", err)
+	}
+}
+
+// A GET whose connection attempt fails is retried once; a POST is not (it may not be idempotent).
+// Each case runs a fresh proxy, so its first request must dial.
+func TestDialFailureRetry(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, method, path string
+		failDials          int
+		status             int
+		reached            int // requests the fake sees
+	}{
+		{"GET retried after one failed dial", http.MethodGet, "/models", 1, 200, 1},
+		{"GET gives up after two", http.MethodGet, "/models", 2, http.StatusBadGateway, 0},
+		{"POST not retried", http.MethodPost, "/chat/completions", 1, http.StatusBadGateway, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ft := startTenant(t, realToken)
+			var mu sync.Mutex
+			failNext := tc.failDials
+			dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+				mu.Lock()
+				fail := failNext > 0
+				if fail {
+					failNext--
+				}
+				mu.Unlock()
+				if fail {
+					return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+				}
+				return loopbackOnly(ctx, network, addr)
+			}
+			h := setup(t, ft, platform.Input{}, func(c *Config) { c.DialContext = dial })
+			ft.ResetRequests()
+			body := ""
+			if tc.method == http.MethodPost {
+				body = `{"model":"gpt-4.1","messages":[]}`
+			}
+			status, _, b := h.do(t, tc.method, tc.path, h.bearer(), body, nil)
+			if status != tc.status {
+				t.Errorf("%s %s = %d %s, want %d", tc.method, tc.path, status, b, tc.status)
+			}
+			if status == http.StatusBadGateway && !strings.Contains(string(b), `"refused"`) {
+				t.Errorf("502 body %s, want kind refused", b)
+			}
+			if n := len(ft.Requests()); n != tc.reached {
+				t.Errorf("fake saw %v, want %d requests", paths(ft), tc.reached)
+			}
+		})
 	}
 }
