@@ -272,16 +272,15 @@ func agentEnv(ep platform.Endpoints, proxyURL, client string) string {
 // checkProxyHost accepts a host name or IP literal (no scheme, port or path): it becomes part of
 // a URL the agent is given.
 func checkProxyHost(h string) error {
-	bad := &platform.InputError{Input: "proxy-host", Value: platform.Quote(h),
+	if ip := net.ParseIP(strings.Trim(h, "[]")); ip != nil {
+		return nil
+	}
+	if len(h) > 0 && len(h) <= 253 && strings.Trim(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == "" &&
+		!strings.HasPrefix(h, ".") && !strings.HasPrefix(h, "-") {
+		return nil
+	}
+	return &platform.InputError{Input: "proxy-host", Value: platform.Quote(h),
 		Problem: "give a bare host name or IP address (no scheme, port or path)", Example: "host.docker.internal"}
-	if strings.ContainsAny(h, "/:@?#% \t\r\n") && net.ParseIP(strings.Trim(h, "[]")) == nil {
-		return bad
-	}
-	u, err := url.Parse("http://" + h + ":1")
-	if err != nil || u.Hostname() == "" {
-		return bad
-	}
-	return nil
 }
 
 // passThroughEnv is the part of our environment the proxy may see: what the runner needs to

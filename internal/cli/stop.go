@@ -16,6 +16,7 @@ import (
 	"github.com/copilot-route/copilot-route/internal/actions"
 	"github.com/copilot-route/copilot-route/internal/daemon"
 	"github.com/copilot-route/copilot-route/internal/proxy"
+	"github.com/copilot-route/copilot-route/internal/summary"
 )
 
 // runStop reads the proxy's figures, stops it and appends the traffic report to the job summary.
@@ -35,7 +36,7 @@ func runStop(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		fmt.Fprintln(stderr, "copilot-route: no proxy was started in this job; nothing to stop")
-		return commitSummary(a, stderr, "### Copilot traffic\n\nNo proxy was started in this job.\n\n")
+		return commitSummary(a, stderr, "## ➖ copilot-route: traffic\n\nNo proxy was started in this job.\n\n")
 	case err != nil:
 		a.Warning("copilot-route stop", err.Error()+"; nothing was stopped")
 		return 0
@@ -56,6 +57,15 @@ func runStop(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 		_ = os.Remove(*stateFile)
 	}
 	fmt.Fprintf(stderr, "copilot-route: proxy pid %d: %s\n", st.PID, res)
+	if stats != nil {
+		for _, an := range summary.TrafficAnnotations(*stats) {
+			if an.Level == "error" {
+				a.Error(an.Title, an.Message)
+			} else {
+				a.Warning(an.Title, an.Message)
+			}
+		}
+	}
 	return commitSummary(a, stderr, trafficMarkdown(st, stats, statsErr, res))
 }
 
@@ -109,48 +119,18 @@ func commitSummary(a *actions.Actions, stderr io.Writer, md string) int {
 	return 0
 }
 
-// trafficMarkdown renders the traffic report. It is deliberately plain; the summary package
-// renders the full report once it lands.
+// trafficMarkdown is the traffic report (rendered by the summary package) and a line on the
+// proxy's own life: where it ran, how fast it was ready, how it stopped.
 func trafficMarkdown(st proxyState, s *proxy.Stats, statsErr error, res daemon.StopResult) string {
 	var b strings.Builder
-	b.WriteString("### Copilot traffic through copilot-route\n\n")
-	fmt.Fprintf(&b, "Proxy pid %d at `%s` (agent URL `%s`), ready in %.0f ms; stop: **%s**.\n\n",
-		st.PID, st.URL, st.ProxyURL, st.ReadyMS, res)
-	if s == nil {
-		fmt.Fprintf(&b, "No traffic figures: %v. The proxy's log is `%s`.\n\n", statsErr, st.LogFile)
-		return b.String()
+	if s != nil {
+		b.WriteString(summary.Traffic(*s))
+	} else {
+		b.WriteString("## ⚠️ copilot-route: traffic\n\n")
+		fmt.Fprintf(&b, "No traffic figures: %s. The proxy's log is `%s`.\n\n", mdCell(statsErr.Error()), mdCell(st.LogFile))
 	}
-	fmt.Fprintf(&b, "| requests | bytes in | bytes out | latency p50 / p95 (ms) | client auth failures | refused |\n")
-	fmt.Fprintf(&b, "| ---: | ---: | ---: | ---: | ---: | ---: |\n")
-	fmt.Fprintf(&b, "| %d | %d | %d | %.1f / %.1f | %d | %d |\n\n", s.Requests, s.BytesIn, s.BytesOut,
-		s.LatencyMS.P50, s.LatencyMS.P95, s.ClientAuthFailures, s.Refused)
-	if len(s.Upstreams) > 0 {
-		b.WriteString("| upstream | URL | chosen by | auth scheme |\n| --- | --- | --- | --- |\n")
-		for _, u := range s.Upstreams {
-			fmt.Fprintf(&b, "| %s | `%s` | %s | %s |\n", mdCell(u.Name), mdCell(u.URL), mdCell(u.Source), mdCell(u.Scheme))
-		}
-		b.WriteString("\n")
-	}
-	if len(s.Routes) > 0 {
-		b.WriteString("| route | status | count |\n| --- | ---: | ---: |\n")
-		for _, r := range s.Routes {
-			fmt.Fprintf(&b, "| `%s` | %d | %d |\n", mdCell(r.Route), r.Status, r.Count)
-		}
-		b.WriteString("\n")
-	}
-	for _, e := range s.UpstreamErrors {
-		fmt.Fprintf(&b, "- upstream error: %d × %s talking to `%s`: %s\n", e.Count, mdCell(e.Kind), mdCell(e.Host), mdCell(e.Hint))
-	}
-	for _, sw := range s.SchemeSwitches {
-		fmt.Fprintf(&b, "- Authorization scheme for `%s` switched from %s to %s\n", mdCell(sw.Host), mdCell(sw.From), mdCell(sw.To))
-	}
-	if s.Discovery.State != "" {
-		fmt.Fprintf(&b, "- endpoint discovery: %s %s\n", mdCell(s.Discovery.State), mdCell(s.Discovery.Reason))
-	}
-	if s.Exchange.State != "" && s.Exchange.State != "not-requested" {
-		fmt.Fprintf(&b, "- token exchange: %s %s\n", mdCell(s.Exchange.State), mdCell(s.Exchange.Message))
-	}
-	b.WriteString("\n")
+	fmt.Fprintf(&b, "<sub>Proxy pid %d at `%s` (agents used `%s`), ready %.0f ms after start; at stop: %s.</sub>\n\n",
+		st.PID, mdCell(st.URL), mdCell(st.ProxyURL), st.ReadyMS, res)
 	return b.String()
 }
 
