@@ -26,6 +26,10 @@ var wants = map[string]want{
 		"user":   {"plan enterprise", "api.business.githubcopilot.com"},
 		"models": {"6 models listed with `Bearer`"},
 	}},
+	"github-advertised-unlisted": {overall: diagnose.ReadyWithWarnings, verdicts: "oWooo", contains: map[string][]string{
+		"user":   {"advertises api.eu.githubcopilot.com but detect derived api.githubcopilot.com", "Add api.eu.githubcopilot.com to extra-domains"},
+		"models": {"6 models listed"},
+	}},
 	"ghe-healthy": {overall: diagnose.Ready, verdicts: "ooooo", contains: map[string][]string{
 		"user": {"advertises the Copilot API detect derived (copilot-api.acme.ghe.com)"},
 	}},
@@ -61,7 +65,7 @@ var wants = map[string]want{
 		"token":    {"copilot-requests: write"},
 	}},
 	"ghe-advertised-elsewhere": {overall: diagnose.ReadyWithWarnings, verdicts: "oWooo", contains: map[string][]string{
-		"user": {"advertises copilot-api-eu.acme.ghe.com but detect derived copilot-api.acme.ghe.com", "extra-domains"},
+		"user": {"advertises copilot-api-eu.acme.ghe.com but detect derived copilot-api.acme.ghe.com", "allowlist entries cover", "`https://copilot-api-eu.acme.ghe.com`"},
 	}},
 	"ghe-foreign-endpoint": {overall: diagnose.ReadyWithWarnings, verdicts: "oWooo", contains: map[string][]string{
 		"user": {"fails validation", "not under the tenant", "uses copilot-api.acme.ghe.com"},

@@ -207,11 +207,19 @@ func (r *runner) interpretUser(p *Probe, body []byte) {
 	case ep.CopilotPlatform == platform.GitHubCom && slices.Contains(platform.PublicPlanCopilotHosts, advHost):
 		r.advertised = adv
 		p.Meaning = seat + "; it advertises the plan's Copilot API " + advHost + ", which the proxy uses (the allowlist has it)"
+	case tenantHost != "":
+		// Validation put it under the tenant, which the allowlist admits as a whole (awf: the
+		// bare tenant domain; harden-runner and bullfrog: *.TENANT). What can still go wrong is
+		// a client that uses the derived URL without the proxy.
+		r.advertised = adv
+		p.Verdict = Warn
+		p.Meaning = seat + "; it advertises " + advHost + " but detect derived " + platform.HostOf(derived) + ": the proxy uses the advertised one, which the tenant's allowlist entries cover"
+		p.Fix = "Nothing to do for the proxy. A client that uses the copilot-api-url output directly should use `" + adv + "` instead, or pin one for both with copilot-api-target."
 	default:
 		r.advertised = adv
 		p.Verdict = Warn
 		p.Meaning = seat + "; it advertises " + advHost + " but detect derived " + platform.HostOf(derived) + ": the proxy uses the advertised one"
-		p.Fix = "Make sure the egress allowlist admits " + advHost + " (awf admits subdomains of a listed domain; harden-runner and bullfrog need it listed: add it to extra-domains), or pin one with copilot-api-target."
+		p.Fix = "Add " + advHost + " to extra-domains so the egress allowlist admits it, or pin the Copilot API with copilot-api-target."
 	}
 }
 

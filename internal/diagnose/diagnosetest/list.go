@@ -45,6 +45,13 @@ func All() []Scenario {
 				w.Tenant(t, "githubcopilot.com", PATToken, "api.githubcopilot.com")
 				w.Tenant(t, "business.githubcopilot.com", PATToken, "api.business.githubcopilot.com")
 			}},
+		{Name: "github-advertised-unlisted", About: "github.com advertising a Copilot API outside the plan hosts the allowlist has",
+			Input: gitHubInput, Token: PATToken,
+			Setup: func(t testing.TB, w *World) {
+				gh := w.Tenant(t, "github.com", PATToken, "api.github.com")
+				gh.Set(func(b *faketenant.Behavior) { b.AdvertisedAPI = "https://api.eu.githubcopilot.com" })
+				w.Tenant(t, "eu.githubcopilot.com", PATToken, "api.eu.githubcopilot.com")
+			}},
 		{Name: "ghe-healthy", About: "a GHE.com tenant where everything works",
 			Input: gheInput, Token: PATToken,
 			Setup: func(t testing.TB, w *World) { acme(t, w, PATToken, nil) }},
