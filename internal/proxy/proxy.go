@@ -521,12 +521,14 @@ func (p *Proxy) finish(st *reqState, r *http.Request) {
 	p.stats.countStatus(st.route, status)
 	p.stats.bytesIn.Add(st.bytesIn.Load())
 	p.stats.bytesOut.Add(st.bytesOut)
-	if !st.headerAt.IsZero() {
-		p.stats.latency.record(st.headerAt.Sub(st.start))
-	} else if st.wroteHeader {
-		p.stats.latency.record(end.Sub(st.start))
+	// Latency figures describe proxied requests only: health polls, refusals and 401s answered
+	// locally in microseconds would hide what the upstreams cost.
+	if st.up != nil {
+		if !st.headerAt.IsZero() {
+			p.stats.latency.record(st.headerAt.Sub(st.start))
+		}
+		p.stats.duration.record(end.Sub(st.start))
 	}
-	p.stats.duration.record(end.Sub(st.start))
 
 	upHost, scheme := "", ""
 	if st.up != nil {

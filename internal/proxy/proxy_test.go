@@ -356,7 +356,7 @@ func TestHealthAndStats(t *testing.T) {
 			t.Errorf("routes[%s %d] = %d, want %d (routes %+v)", c.route, c.status, got, c.want, st.Routes)
 		}
 	}
-	if st.Requests != 5 || st.BytesIn == 0 || st.BytesOut == 0 || st.LatencyMS.Count != 5 || st.ClientAuthFailures != 1 {
+	if st.Requests != 5 || st.BytesIn == 0 || st.BytesOut == 0 || st.LatencyMS.Count != 2 || st.DurationMS.Count != 2 || st.ClientAuthFailures != 1 {
 		t.Errorf("stats = %+v", st)
 	}
 	if len(st.Upstreams) != 2 || st.Upstreams[0].Source != "copilot-api-target" || st.Exchange.State != "not-requested" {

@@ -31,8 +31,9 @@ type Stats struct {
 	BytesIn  int64        `json:"bytes_in"`  // request bodies read from clients
 	BytesOut int64        `json:"bytes_out"` // response bodies written to clients
 
-	// LatencyMS is the time from receiving a request to sending its response headers (what the
-	// proxy plus the upstream add before the first byte); DurationMS runs to the last byte.
+	// LatencyMS is the time from receiving a proxied request to sending its response headers
+	// (what the proxy plus the upstream add before the first byte); DurationMS runs to the last
+	// byte. Requests answered locally (health, stats, refusals, 401s) are not in them.
 	LatencyMS  Percentiles `json:"latency_ms"`
 	DurationMS Percentiles `json:"duration_ms"`
 
