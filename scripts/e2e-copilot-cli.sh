@@ -18,6 +18,7 @@ if [[ "${COPILOT_E2E_INNER:-}" != 1 ]]; then
   need_apt unshare util-linux
   need_apt ip iproute2
   need_apt strace strace
+  need_apt python3 python3
   BIN=$(build_binary)
   COPILOT=$(need_copilot_cli)
   NODE_DIR=$(dirname "$(command -v node)") || die "node is needed to start the Copilot CLI's npm loader"
@@ -37,6 +38,8 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [[ $rc != 0 || -n "${COPILOT_E2E_KEEP:-}" ]]; then
+    # The CLI unpacks itself (about 235 MB) into each HOME; keep the logs, not that.
+    [[ -n "${COPILOT_E2E_KEEP:-}" ]] || rm -rf "$WORK"/*/home/.cache/copilot/pkg
     printf 'e2e work directory kept: %s\n' "$WORK" >&2
   else
     rm -rf "$WORK"
@@ -53,110 +56,128 @@ rand() {
   while ((${#s} < $1)); do s+=$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9'); done
   printf '%s' "${s:0:$1}"
 }
-REAL_TOKEN="gho_$(rand 36)"   # the credential only serve and the tenant may hold
-CLIENT_TOKEN="ghs_$(rand 36)" # what the CLI gets; ghs_ makes it skip the REST API calls
-REPLY="copilot-route e2e reply $(rand 12)"
 sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-REAL_SHA=$(sha "$REAL_TOKEN")
-CLIENT_SHA=$(sha "$CLIENT_TOKEN")
+json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
 # wait_ready FILE PID NAME: until FILE exists (the process wrote its ready line), or fail.
 wait_ready() {
   for _ in $(seq 200); do
     [[ -s $1 ]] && return 0
-    kill -0 "$2" 2>/dev/null || { cat "$WORK"/*.err >&2; die "$3 exited before it was ready"; }
+    kill -0 "$2" 2>/dev/null || { cat "$W"/*.err >&2; die "$3 exited before it was ready"; }
     sleep 0.05
   done
   die "$3 was not ready within 10s"
 }
-json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
-# The tenant: accepts only the real token; logs header names and token hashes, never values.
-E2E_REAL_TOKEN=$REAL_TOKEN "$BIN" fake-tenant --token-env E2E_REAL_TOKEN --ca-out "$WORK/ca.pem" \
-  --ready-file "$WORK/fake.ready" --request-log "$WORK/fake-requests.jsonl" --reply "$REPLY" \
-  >"$WORK/fake.out" 2>"$WORK/fake.err" &
-PIDS+=($!)
-wait_ready "$WORK/fake.ready" "${PIDS[-1]}" "fake-tenant"
-FAKE_URL=$(json_field "$WORK/fake.ready" url)
+# scenario MODE SCHEME: one run of the CLI through a fresh proxy to a fresh tenant in --mode MODE;
+# SCHEME is the Authorization scheme the tenant must see on the completion that succeeded.
+scenario() {
+  local mode=$1 want_scheme=$2
+  W="$WORK/$mode"
+  mkdir -p "$W/home"
+  local real_token="gho_$(rand 36)"   # the credential only serve and the tenant may hold
+  local client_token="ghs_$(rand 36)" # what the CLI gets; ghs_ makes it skip the REST API calls
+  local reply="copilot-route e2e reply $(rand 12)"
 
-# The proxy: the real token and the client token come from its environment only.
-COPILOT_GITHUB_TOKEN=$REAL_TOKEN COPILOT_ROUTE_CLIENT_TOKEN=$CLIENT_TOKEN "$BIN" serve \
-  --listen 127.0.0.1:0 --server-url https://acme.ghe.com --api-url "$FAKE_URL" \
-  --copilot-api-target "$FAKE_URL" --ca-file "$WORK/ca.pem" --ready-file "$WORK/serve.ready" \
-  --log-file "$WORK/serve.log" >"$WORK/serve.out" 2>"$WORK/serve.err" &
-PIDS+=($!)
-wait_ready "$WORK/serve.ready" "${PIDS[-1]}" "serve"
-PROXY_URL=$(json_field "$WORK/serve.ready" url)
-PROXY_PORT=${PROXY_URL##*:}
-PROXY_PORT=${PROXY_PORT%%/*}
+  # The tenant: accepts only the real token; logs header names and token hashes, never values.
+  E2E_REAL_TOKEN=$real_token "$BIN" fake-tenant --mode "$mode" --token-env E2E_REAL_TOKEN \
+    --ca-out "$W/ca.pem" --ready-file "$W/fake.ready" --request-log "$W/fake-requests.jsonl" \
+    --reply "$reply" >"$W/fake.out" 2>"$W/fake.err" &
+  PIDS+=($!)
+  wait_ready "$W/fake.ready" "${PIDS[-1]}" "fake-tenant"
+  local fake_url
+  fake_url=$(json_field "$W/fake.ready" url)
 
-# The CLI: a clean environment (env -i) so it cannot inherit the real token, a fresh HOME, and the
-# proxy as its Copilot API. It does not get the tenant's CA: it has no business talking TLS to it.
-mkdir -p "$WORK/home"
-cli_env=(PATH="$NODE_DIR:/usr/bin:/bin" HOME="$WORK/home" GH_HOST=acme.ghe.com
-  COPILOT_API_URL="$PROXY_URL" COPILOT_GITHUB_TOKEN="$CLIENT_TOKEN")
-[[ $PROXY_URL == https://* ]] && cli_env+=(NODE_EXTRA_CA_CERTS="$WORK/ca.pem")
-start_ns=$(date +%s%N)
-set +e
-env -i "${cli_env[@]}" timeout 120 strace -f -qq -e trace=connect -e signal=none -o "$WORK/cli-connects.txt" \
-  "$COPILOT" -p "say hi" --allow-all-tools --no-auto-update --disable-client-telemetry \
-  >"$WORK/cli.out" 2>"$WORK/cli.err"
-cli_rc=$?
-set -e
-cli_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+  # The proxy: the real token and the client token come from its environment only.
+  COPILOT_GITHUB_TOKEN=$real_token COPILOT_ROUTE_CLIENT_TOKEN=$client_token "$BIN" serve \
+    --listen 127.0.0.1:0 --server-url https://acme.ghe.com --api-url "$fake_url" \
+    --copilot-api-target "$fake_url" --ca-file "$W/ca.pem" --ready-file "$W/serve.ready" \
+    --log-file "$W/serve.log" >"$W/serve.out" 2>"$W/serve.err" &
+  PIDS+=($!)
+  wait_ready "$W/serve.ready" "${PIDS[-1]}" "serve"
+  local proxy_url proxy_port
+  proxy_url=$(json_field "$W/serve.ready" url)
+  proxy_port=${proxy_url##*:}
+  proxy_port=${proxy_port%%/*}
 
-fail() {
-  printf -- '--- CLI stdout\n' >&2; cat "$WORK/cli.out" >&2
-  printf -- '--- CLI stderr\n' >&2; tail -30 "$WORK/cli.err" >&2
-  printf -- '--- tenant requests\n' >&2; cat "$WORK/fake-requests.jsonl" >&2 || true
-  printf -- '--- serve log\n' >&2; tail -30 "$WORK/serve.log" >&2 || true
-  die "$*"
-}
+  # The CLI: a clean environment (env -i) so it cannot inherit the real token, a fresh HOME, the
+  # proxy as its Copilot API. It does not get the tenant's CA: it has no business talking to it.
+  local cli_env=(PATH="$NODE_DIR:/usr/bin:/bin" HOME="$W/home" GH_HOST=acme.ghe.com
+    COPILOT_API_URL="$proxy_url" COPILOT_GITHUB_TOKEN="$client_token")
+  [[ $proxy_url == https://* ]] && cli_env+=(NODE_EXTRA_CA_CERTS="$W/ca.pem")
+  local start_ns cli_rc cli_ms
+  start_ns=$(date +%s%N)
+  set +e
+  env -i "${cli_env[@]}" timeout 120 strace -f -qq -e trace=connect -e signal=none -o "$W/cli-connects.txt" \
+    "$COPILOT" -p "say hi" --allow-all-tools --no-auto-update --disable-client-telemetry \
+    >"$W/cli.out" 2>"$W/cli.err"
+  cli_rc=$?
+  set -e
+  cli_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 
-[[ $cli_rc == 0 ]] || fail "the Copilot CLI exited $cli_rc (124 = timed out after 120s)"
-grep -qF "$REPLY" "$WORK/cli.out" || fail "the CLI did not print the tenant's reply \"$REPLY\""
+  fail() {
+    printf -- '--- CLI stdout\n' >&2; cat "$W/cli.out" >&2
+    printf -- '--- CLI stderr\n' >&2; tail -30 "$W/cli.err" >&2
+    printf -- '--- tenant requests\n' >&2; cat "$W/fake-requests.jsonl" >&2 || true
+    printf -- '--- serve log\n' >&2; tail -30 "$W/serve.log" >&2 || true
+    die "[$mode] $*"
+  }
 
-# What the tenant saw: the CLI's Copilot traffic, each request with the real token, none with the
-# client token.
-python3 - "$WORK/fake-requests.jsonl" "$REAL_SHA" "$CLIENT_SHA" <<'PY' || fail "the tenant's request log is wrong (above)"
+  [[ $cli_rc == 0 ]] || fail "the Copilot CLI exited $cli_rc (124 = timed out after 120s)"
+  grep -qF "$reply" "$W/cli.out" || fail "the CLI did not print the tenant's reply \"$reply\""
+
+  # What the tenant saw: the CLI's Copilot traffic, each request with the real token, none with
+  # the client token, and the completion with the scheme the tenant accepts.
+  python3 - "$W/fake-requests.jsonl" "$(sha "$real_token")" "$(sha "$client_token")" "$want_scheme" <<'PY' ||
 import json, sys
-path, real, client = sys.argv[1:4]
+from datetime import datetime
+path, real, client, scheme = sys.argv[1:5]
 reqs = [json.loads(l) for l in open(path) if l.strip()]
 bad = [r for r in reqs if r.get("auth_token_sha256") != real or not r.get("auth_ok")]
 leaked = [r for r in reqs if r.get("auth_token_sha256") == client]
 paths = [r["path"] for r in reqs]
-completion = [p for p in paths if p in ("/responses", "/v1/messages", "/chat/completions")]
+completions = [r for r in reqs if r["path"] in ("/responses", "/v1/messages", "/chat/completions")]
 ok = True
 for msg, cond in [
     ("no requests reached the tenant", not reqs),
     ("requests without the real token: %s" % [(r["method"], r["path"], r["auth"]) for r in bad], bad),
     ("the client token reached the tenant: %s" % [r["path"] for r in leaked], leaked),
     ("no GET /models", "/models" not in paths),
-    ("no completion request", not completion),
+    ("no completion request", not completions),
+    ("no completion with 'Authorization: %s'" % scheme, not any(r.get("auth_scheme", "").lower() == scheme for r in completions)),
 ]:
     if cond:
         print("tenant:", msg, file=sys.stderr); ok = False
 t0 = None
-from datetime import datetime
 for r in reqs:
-    at = datetime.fromisoformat(r["at"].replace("Z", "+00:00")[:26] + "+00:00")
+    at = datetime.fromisoformat(r["at"][:26].rstrip("Z") + "+00:00")
     t0 = t0 or at
-    print("  +%5dms %-6s %-42s %-8s auth=%s/%s %s %s" % ((at - t0).total_seconds() * 1000, r["method"], r["path"], r["proto"],
-          r.get("auth_scheme", ""), r["auth"], r.get("model", ""), "stream" if r.get("stream") else ""), file=sys.stderr)
+    print("  +%5dms %-6s %-16s %-8s %-6s %s %s" % ((at - t0).total_seconds() * 1000, r["method"], r["path"], r["proto"],
+          r.get("auth_scheme", ""), r.get("model", ""), "stream" if r.get("stream") else ""), file=sys.stderr)
 sys.exit(0 if ok else 1)
 PY
+    fail "the tenant's request log is wrong (above)"
 
-# Where the CLI connected: only to the proxy, only on loopback.
-others=$(grep -E 'connect\(' "$WORK/cli-connects.txt" | grep -E 'AF_INET6?' |
-  grep -vE "sin6?_port=htons\($PROXY_PORT\), (sin_addr=inet_addr\(\"127\.0\.0\.1\"\)|inet_pton\(AF_INET6, \"::1\")" || true)
-[[ -z $others ]] || fail "the CLI connected somewhere other than the proxy: $others"
-grep -qE "htons\($PROXY_PORT\)" "$WORK/cli-connects.txt" || fail "strace saw no connection from the CLI to the proxy"
+  # Where the CLI connected: only to the proxy, only on loopback.
+  local others
+  others=$(grep -E 'connect\(' "$W/cli-connects.txt" | grep -E 'AF_INET6?' |
+    grep -vE "sin6?_port=htons\($proxy_port\), (sin_addr=inet_addr\(\"127\.0\.0\.1\"\)|inet_pton\(AF_INET6, \"::1\")" || true)
+  [[ -z $others ]] || fail "the CLI connected somewhere other than the proxy: $others"
+  grep -qE "htons\($proxy_port\)" "$W/cli-connects.txt" || fail "strace saw no connection from the CLI to the proxy"
 
-# Neither token in any file the run wrote (logs, ready files, the CLI's HOME, strace output).
-for name in REAL_TOKEN CLIENT_TOKEN; do
-  hits=$(grep -rlF -- "${!name}" "$WORK" || true)
-  [[ -z $hits ]] || fail "the $name value appears in: $hits"
-done
+  # Neither token in any file the run wrote (logs, ready files, the CLI's HOME, strace output).
+  local hits
+  for name in real_token client_token; do
+    hits=$(grep -rlF -- "${!name}" "$W" || true)
+    [[ -z $hits ]] || fail "the $name value appears in: $hits"
+  done
 
-n=$(grep -c . "$WORK/fake-requests.jsonl")
-log "Copilot CLI end-to-end passed: the CLI answered in ${cli_ms}ms through the proxy, $n requests reached the tenant with the real token only"
+  local n
+  n=$(grep -c . "$W/fake-requests.jsonl")
+  log "[$mode] passed: the CLI printed the tenant's reply in ${cli_ms}ms through the proxy; $n requests reached the tenant, all with the real token"
+}
+
+# healthy: everything works. seed: the report this project started from; the tenant refuses the
+# Bearer scheme the CLI uses, so the proxy must switch to "token" on its own.
+scenario healthy bearer
+scenario seed token

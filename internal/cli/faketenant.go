@@ -23,7 +23,11 @@ var fakeTenantModes = map[string]struct {
 	apply func(*faketenant.Behavior)
 }{
 	"healthy": {"a tenant where everything works", func(*faketenant.Behavior) {}},
-	"seed":    {"the same as healthy (the tenant a fresh demo or end-to-end run starts from)", func(*faketenant.Behavior) {}},
+	// The bug report this project started from.
+	"seed": {`the seed report: the exchange answers 403 for a fine-grained PAT and only "Authorization: token" is accepted (Bearer gets 400 badly formatted)`, func(b *faketenant.Behavior) {
+		b.ExchangeStatus, b.ExchangeMessage = http.StatusForbidden, "Resource not accessible by personal access token"
+		b.RequireScheme = "token"
+	}},
 	"no-seat": {"the user has no Copilot seat: user, exchange, models and completions answer 403", func(b *faketenant.Behavior) {
 		b.UserStatus, b.ExchangeStatus, b.ModelsStatus = http.StatusForbidden, http.StatusForbidden, http.StatusForbidden
 		b.ExchangeMessage = "Copilot is not enabled for this user"

@@ -176,3 +176,35 @@ func TestFakeTenantCommandRefusesBadFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestFakeTenantCommandModes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		mode, path, auth string
+		want             int
+	}{
+		{"healthy", "/models", "Bearer ghs_x", 200},
+		{"seed", "/models", "Bearer ghs_x", 400},
+		{"seed", "/models", "token ghs_x", 200},
+		{"seed", "/copilot_internal/v2/token", "token ghs_x", 403},
+		{"no-seat", "/models", "Bearer ghs_x", 403},
+		{"models-400", "/models", "Bearer ghs_x", 400},
+		{"bearer-scheme", "/models", "token ghs_x", 400},
+	} {
+		t.Run(tc.mode+tc.path+tc.auth, func(t *testing.T) {
+			t.Parallel()
+			ready, _, _ := startFakeTenantCmd(t, MapEnv(nil), "--mode", tc.mode)
+			if got := getStatus(t, clientTrusting(t, ready.CAFile), ready.URL+tc.path, tc.auth); got != tc.want {
+				t.Fatalf("--mode %s: GET %s with %q: %d, want %d", tc.mode, tc.path, tc.auth, got, tc.want)
+			}
+		})
+	}
+	// Every preset is listed in the usage text.
+	var stderr bytes.Buffer
+	Run(context.Background(), []string{"fake-tenant", "-h"}, MapEnv(nil), io.Discard, &stderr)
+	for name := range fakeTenantModes {
+		if !strings.Contains(stderr.String(), name) {
+			t.Errorf("usage does not list --mode %s", name)
+		}
+	}
+}
