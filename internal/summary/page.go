@@ -30,6 +30,13 @@ func RenderPage(p Page) string {
 		fmt.Fprintf(&b, "## %s copilot-route: %s\n\n", OverallIcon(p.Report.Verdict), p.Report.Verdict)
 		b.WriteString(VerdictLine(*p.Report, p.Endpoints) + "\n\n")
 		b.WriteString(DiagnoseSection(*p.Report))
+		if p.Detection == "" {
+			// Without the detection section the notes (detection warnings) would go unseen, yet
+			// the verdict line counts them.
+			for _, n := range p.Report.Notes {
+				fmt.Fprintf(&b, "> [!WARNING]\n> %s\n\n", text(n))
+			}
+		}
 	} else {
 		b.WriteString("## copilot-route\n\n")
 	}

@@ -94,6 +94,19 @@ func TestPageGolden(t *testing.T) {
 	}
 }
 
+// Without a detection section, the page shows the report's notes itself (the verdict counts them).
+func TestPageNotesWithoutDetection(t *testing.T) {
+	t.Parallel()
+	rep := diagnose.Report{Verdict: diagnose.ReadyWithWarnings, Notes: []string{"set copilot-host <now>"}}
+	page := summary.RenderPage(summary.Page{Report: &rep})
+	if !strings.Contains(page, "> [!WARNING]\n> set copilot-host &lt;now&gt;") {
+		t.Errorf("note missing or unescaped:\n%s", page)
+	}
+	if page := summary.RenderPage(summary.Page{Report: &rep, Detection: "## detection\n"}); strings.Contains(page, "[!WARNING]") {
+		t.Errorf("note repeated next to the detection section:\n%s", page)
+	}
+}
+
 // A report with no failing probe has no "What to do" list, and each failing one has its fix in it.
 func TestFixesListed(t *testing.T) {
 	t.Parallel()
