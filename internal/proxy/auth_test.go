@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -197,5 +199,42 @@ func TestExchangeNamesTheProxyAsTheClientReachedIt(t *testing.T) {
 			t.Errorf("Host %q: %d %s, want endpoints.api %s", host, status, body, want)
 		}
 		scanSecrets(t, "exchange reply", []byte(body), realToken)
+	}
+}
+
+// An upstream that echoes the Authorization header back (a debugging gateway) does not hand the
+// real token to the client: reply headers and error bodies are scrubbed.
+func TestEchoedCredentialScrubbed(t *testing.T) {
+	t.Parallel()
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		w.Header().Set("X-Echo", "you sent "+auth)
+		w.Header().Set("Content-Type", "application/json")
+		status := http.StatusOK
+		if r.URL.Path == "/models" {
+			status = http.StatusUnauthorized
+		}
+		w.WriteHeader(status)
+		if status >= 400 { // success bodies are not scanned (see scrub): this echo stays in errors
+			fmt.Fprintf(w, `{"message":"Bad credentials: %s","documentation_url":"https://docs.github.com/rest"}`, auth)
+		}
+	}))
+	defer echo.Close()
+	ft := startTenant(t, realToken)
+	h := setup(t, ft, platform.Input{}, func(c *Config) {
+		c.Endpoints = platform.Endpoints{CopilotAPIURL: echo.URL, CopilotRESTAPIURL: echo.URL}
+		c.AuthScheme = SchemeBearer
+	})
+	// h.do fails the test when a reply carries the real token anywhere.
+	status, hdr, b := h.do(t, http.MethodGet, "/models", h.bearer(), "", nil)
+	if status != http.StatusUnauthorized || !strings.Contains(string(b), "Bearer "+redactedText) ||
+		!strings.Contains(hdr.Get("X-Echo"), redactedText) {
+		t.Errorf("401 reply %d %q (X-Echo %q), want the echo with the token redacted", status, b, hdr.Get("X-Echo"))
+	}
+	var m map[string]string
+	decodeJSON(t, b, &m) // Content-Length was fixed after the rewrite
+	status, hdr, _ = h.do(t, http.MethodGet, "/agents/x", h.bearer(), "", nil)
+	if status != 200 || !strings.Contains(hdr.Get("X-Echo"), redactedText) {
+		t.Errorf("200 reply header X-Echo %q, want the token redacted", hdr.Get("X-Echo"))
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -706,14 +707,27 @@ type credTransport struct {
 }
 
 func (t *credTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	up, p := t.up, t.p
-	st := stateOf(req.Context())
-	bearer, token := up.bearer, up.token
-	if st != nil && st.shim && up.isCopilot {
-		if ct, err := p.exchanger.Token(); err == nil {
-			bearer, token = []string{"Bearer " + ct.Reveal()}, []string{"token " + ct.Reveal()}
+	cred := t.p.cfg.Token.Reveal()
+	bearer, token := t.up.bearer, t.up.token
+	if st := stateOf(req.Context()); st != nil && st.shim && t.up.isCopilot {
+		if ct, err := t.p.exchanger.Token(); err == nil {
+			cred = ct.Reveal()
+			bearer, token = []string{"Bearer " + cred}, []string{"token " + cred}
 		}
 	}
+	resp, err := t.roundTrip(req, bearer, token)
+	if err != nil {
+		return nil, err
+	}
+	// An upstream that echoes the credential (a debugging proxy, a misconfigured gateway) must
+	// not hand it to the agent: scrub reply headers, and the bodies of error replies.
+	scrub(resp, cred, t.p.cfg.Token.Reveal())
+	return resp, nil
+}
+
+func (t *credTransport) roundTrip(req *http.Request, bearer, token []string) (*http.Response, error) {
+	up, p := t.up, t.p
+	st := stateOf(req.Context())
 	scheme := up.scheme.Load()
 	// While the host's scheme is unconfirmed keep a small body, so a retry can resend it.
 	replayable := req.Body == nil || req.Body == http.NoBody
@@ -780,6 +794,59 @@ func (t *credTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return resp2, nil
+}
+
+const redactedText = "[REDACTED]"
+
+// scrub replaces the secrets in reply headers and in the first MiB of an error reply's body
+// (identity-encoded). Success bodies, streams above all, are passed on untouched: scanning them
+// would cost every chunk, and no Copilot or GitHub endpoint echoes credentials in them.
+func scrub(resp *http.Response, secrets ...string) {
+	has := func(v string) bool {
+		for _, s := range secrets {
+			if s != "" && strings.Contains(v, s) {
+				return true
+			}
+		}
+		return false
+	}
+	clean := func(v string) string {
+		for _, s := range secrets {
+			if s != "" {
+				v = strings.ReplaceAll(v, s, redactedText)
+			}
+		}
+		return v
+	}
+	for _, vs := range resp.Header {
+		for i, v := range vs {
+			if has(v) {
+				vs[i] = clean(v)
+			}
+		}
+	}
+	if resp.StatusCode < 400 || resp.Body == nil || resp.Body == http.NoBody {
+		return
+	}
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
+		return
+	}
+	const limit = 1 << 20
+	head, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	rest := resp.Body
+	if err != nil || !has(string(head)) {
+		resp.Body = readCloser{io.MultiReader(strings.NewReader(string(head)), rest), rest}
+		return
+	}
+	cleaned := clean(string(head))
+	resp.Body = readCloser{io.MultiReader(strings.NewReader(cleaned), rest), rest}
+	if len(head) < limit {
+		resp.ContentLength = int64(len(cleaned))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(cleaned)))
+	} else {
+		resp.ContentLength = -1
+		resp.Header.Del("Content-Length")
+	}
 }
 
 func setAuth(req *http.Request, scheme int32, bearer, token []string) {
