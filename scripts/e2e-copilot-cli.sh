@@ -39,7 +39,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [[ $rc != 0 || -n "${COPILOT_E2E_KEEP:-}" ]]; then
     # The CLI unpacks itself (about 235 MB) into each HOME; keep the logs, not that.
-    [[ -n "${COPILOT_E2E_KEEP:-}" ]] || rm -rf "$WORK"/*/home/.cache/copilot/pkg
+    [[ -n "${COPILOT_E2E_KEEP:-}" ]] || rm -rf "$WORK"/*/*/home/.cache/copilot/pkg
     printf 'e2e work directory kept: %s\n' "$WORK" >&2
   else
     rm -rf "$WORK"
@@ -69,12 +69,42 @@ wait_ready() {
   die "$3 was not ready within 10s"
 }
 
-# scenario MODE SCHEME: one run of the CLI through a fresh proxy to a fresh tenant in --mode MODE;
-# SCHEME is the Authorization scheme the tenant must see on the completion that succeeded.
+# fail DIR MESSAGE: show what the run in DIR saw, then die.
+fail() {
+  printf -- '--- CLI stdout\n' >&2; cat "$1/cli.out" >&2 2>/dev/null || true
+  printf -- '--- CLI stderr\n' >&2; tail -30 "$1/cli.err" >&2 2>/dev/null || true
+  printf -- '--- tenant requests\n' >&2; cat "$W/fake-requests.jsonl" >&2 || true
+  printf -- '--- serve log\n' >&2; tail -30 "$W/serve.log" >&2 || true
+  die "[$mode] $2"
+}
+
+# check_connects DIR PORT: the CLI connected only to the proxy, only on loopback (strace saw
+# every connect(2) of the CLI and its children).
+check_connects() {
+  local others
+  others=$(grep -E 'connect\(' "$1/connects.txt" | grep -E 'AF_INET6?' |
+    grep -vE "sin6?_port=htons\($2\), (sin_addr=inet_addr\(\"127\.0\.0\.1\"\)|inet_pton\(AF_INET6, \"::1\")" || true)
+  [[ -z $others ]] || fail "$1" "the CLI connected somewhere other than the proxy: $others"
+  grep -qE "htons\($2\)" "$1/connects.txt" || fail "$1" "strace saw no connection from the CLI to the proxy"
+}
+
+# scenario MODE SCHEME MODEL...: the CLI once per MODEL ("" = its default) through a fresh proxy
+# to a fresh tenant in --mode MODE; SCHEME is the Authorization scheme the tenant must see on a
+# completion.
 scenario() {
-  local mode=$1 want_scheme=$2
+  mode=$1
+  local want_scheme=$2
+  shift 2
+  local models=("$@") want_paths=()
+  for m in "${models[@]}"; do
+    case $m in
+      "") want_paths+=(/responses) ;;
+      claude-sonnet-4.5) want_paths+=(/v1/messages) ;;
+      claude-sonnet-4) want_paths+=(/chat/completions) ;;
+    esac
+  done
   W="$WORK/$mode"
-  mkdir -p "$W/home"
+  mkdir -p "$W"
   local real_token="gho_$(rand 36)"   # the credential only serve and the tenant may hold
   local client_token="ghs_$(rand 36)" # what the CLI gets; ghs_ makes it skip the REST API calls
   local reply="copilot-route e2e reply $(rand 12)"
@@ -83,8 +113,9 @@ scenario() {
   E2E_REAL_TOKEN=$real_token "$BIN" fake-tenant --mode "$mode" --token-env E2E_REAL_TOKEN \
     --ca-out "$W/ca.pem" --ready-file "$W/fake.ready" --request-log "$W/fake-requests.jsonl" \
     --reply "$reply" >"$W/fake.out" 2>"$W/fake.err" &
-  PIDS+=($!)
-  wait_ready "$W/fake.ready" "${PIDS[-1]}" "fake-tenant"
+  local fake_pid=$!
+  PIDS+=("$fake_pid")
+  wait_ready "$W/fake.ready" "$fake_pid" "fake-tenant"
   local fake_url
   fake_url=$(json_field "$W/fake.ready" url)
 
@@ -93,45 +124,48 @@ scenario() {
     --listen 127.0.0.1:0 --server-url https://acme.ghe.com --api-url "$fake_url" \
     --copilot-api-target "$fake_url" --ca-file "$W/ca.pem" --ready-file "$W/serve.ready" \
     --log-file "$W/serve.log" >"$W/serve.out" 2>"$W/serve.err" &
-  PIDS+=($!)
-  wait_ready "$W/serve.ready" "${PIDS[-1]}" "serve"
+  local serve_pid=$!
+  PIDS+=("$serve_pid")
+  wait_ready "$W/serve.ready" "$serve_pid" "serve"
   local proxy_url proxy_port
   proxy_url=$(json_field "$W/serve.ready" url)
   proxy_port=${proxy_url##*:}
   proxy_port=${proxy_port%%/*}
 
-  # The CLI: a clean environment (env -i) so it cannot inherit the real token, a fresh HOME, the
-  # proxy as its Copilot API. It does not get the tenant's CA: it has no business talking to it.
-  local cli_env=(PATH="$NODE_DIR:/usr/bin:/bin" HOME="$W/home" GH_HOST=acme.ghe.com
-    COPILOT_API_URL="$proxy_url" COPILOT_GITHUB_TOKEN="$client_token")
-  [[ $proxy_url == https://* ]] && cli_env+=(NODE_EXTRA_CA_CERTS="$W/ca.pem")
-  local start_ns cli_rc cli_ms
-  start_ns=$(date +%s%N)
-  set +e
-  env -i "${cli_env[@]}" timeout 120 strace -f -qq -e trace=connect -e signal=none -o "$W/cli-connects.txt" \
-    "$COPILOT" -p "say hi" --allow-all-tools --no-auto-update --disable-client-telemetry \
-    >"$W/cli.out" 2>"$W/cli.err"
-  cli_rc=$?
-  set -e
-  cli_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+  # The CLI: a clean environment (env -i) so it cannot inherit the real token, a fresh HOME per
+  # run, the proxy as its Copilot API. It does not get the tenant's CA: it has no business talking
+  # to the tenant. One run per model: the default picks /responses, claude-sonnet-4.5
+  # /v1/messages, claude-sonnet-4 (chat completions only at the fake) /chat/completions.
+  local model run_dir cli_rc start_ns cli_ms
+  for model in "${models[@]}"; do
+    run_dir="$W/cli-${model:-default}"
+    mkdir -p "$run_dir/home"
+    local cli_env=(PATH="$NODE_DIR:/usr/bin:/bin" HOME="$run_dir/home" GH_HOST=acme.ghe.com
+      COPILOT_API_URL="$proxy_url" COPILOT_GITHUB_TOKEN="$client_token")
+    [[ $proxy_url == https://* ]] && cli_env+=(NODE_EXTRA_CA_CERTS="$W/ca.pem")
+    local model_args=()
+    [[ -n $model ]] && model_args=(--model "$model")
+    start_ns=$(date +%s%N)
+    set +e
+    env -i "${cli_env[@]}" timeout 120 strace -f -qq -e trace=connect -e signal=none -o "$run_dir/connects.txt" \
+      "$COPILOT" -p "say hi" --allow-all-tools --no-auto-update --disable-client-telemetry "${model_args[@]}" \
+      >"$run_dir/cli.out" 2>"$run_dir/cli.err"
+    cli_rc=$?
+    set -e
+    cli_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+    [[ $cli_rc == 0 ]] || fail "$run_dir" "the Copilot CLI (model ${model:-default}) exited $cli_rc (124 = timed out after 120s)"
+    grep -qF "$reply" "$run_dir/cli.out" || fail "$run_dir" "the CLI (model ${model:-default}) did not print the tenant's reply \"$reply\""
+    check_connects "$run_dir" "$proxy_port"
+    log "[$mode] the CLI (model ${model:-default}) printed the tenant's reply in ${cli_ms}ms"
+  done
 
-  fail() {
-    printf -- '--- CLI stdout\n' >&2; cat "$W/cli.out" >&2
-    printf -- '--- CLI stderr\n' >&2; tail -30 "$W/cli.err" >&2
-    printf -- '--- tenant requests\n' >&2; cat "$W/fake-requests.jsonl" >&2 || true
-    printf -- '--- serve log\n' >&2; tail -30 "$W/serve.log" >&2 || true
-    die "[$mode] $*"
-  }
-
-  [[ $cli_rc == 0 ]] || fail "the Copilot CLI exited $cli_rc (124 = timed out after 120s)"
-  grep -qF "$reply" "$W/cli.out" || fail "the CLI did not print the tenant's reply \"$reply\""
-
-  # What the tenant saw: the CLI's Copilot traffic, each request with the real token, none with
-  # the client token, and the completion with the scheme the tenant accepts.
-  python3 - "$W/fake-requests.jsonl" "$(sha "$real_token")" "$(sha "$client_token")" "$want_scheme" <<'PY' ||
+  # What the tenant saw over all runs: each request with the real token, none with the client
+  # token, completions on every route the models asked for, with the scheme the tenant accepts.
+  python3 - "$W/fake-requests.jsonl" "$(sha "$real_token")" "$(sha "$client_token")" "$want_scheme" "${want_paths[@]}" <<'PY' ||
 import json, sys
 from datetime import datetime
 path, real, client, scheme = sys.argv[1:5]
+want_paths = sys.argv[5:]
 reqs = [json.loads(l) for l in open(path) if l.strip()]
 bad = [r for r in reqs if r.get("auth_token_sha256") != real or not r.get("auth_ok")]
 leaked = [r for r in reqs if r.get("auth_token_sha256") == client]
@@ -143,7 +177,7 @@ for msg, cond in [
     ("requests without the real token: %s" % [(r["method"], r["path"], r["auth"]) for r in bad], bad),
     ("the client token reached the tenant: %s" % [r["path"] for r in leaked], leaked),
     ("no GET /models", "/models" not in paths),
-    ("no completion request", not completions),
+    ("missing completion routes: %s" % [p for p in want_paths if p not in paths], [p for p in want_paths if p not in paths]),
     ("no completion with 'Authorization: %s'" % scheme, not any(r.get("auth_scheme", "").lower() == scheme for r in completions)),
 ]:
     if cond:
@@ -152,32 +186,35 @@ t0 = None
 for r in reqs:
     at = datetime.fromisoformat(r["at"][:26].rstrip("Z") + "+00:00")
     t0 = t0 or at
-    print("  +%5dms %-6s %-16s %-8s %-6s %s %s" % ((at - t0).total_seconds() * 1000, r["method"], r["path"], r["proto"],
+    print("  +%5dms %-6s %-17s %-8s %-6s %s %s" % ((at - t0).total_seconds() * 1000, r["method"], r["path"], r["proto"],
           r.get("auth_scheme", ""), r.get("model", ""), "stream" if r.get("stream") else ""), file=sys.stderr)
 sys.exit(0 if ok else 1)
 PY
-    fail "the tenant's request log is wrong (above)"
-
-  # Where the CLI connected: only to the proxy, only on loopback.
-  local others
-  others=$(grep -E 'connect\(' "$W/cli-connects.txt" | grep -E 'AF_INET6?' |
-    grep -vE "sin6?_port=htons\($proxy_port\), (sin_addr=inet_addr\(\"127\.0\.0\.1\"\)|inet_pton\(AF_INET6, \"::1\")" || true)
-  [[ -z $others ]] || fail "the CLI connected somewhere other than the proxy: $others"
-  grep -qE "htons\($proxy_port\)" "$W/cli-connects.txt" || fail "strace saw no connection from the CLI to the proxy"
+    fail "$W" "the tenant's request log is wrong (above)"
 
   # Neither token in any file the run wrote (logs, ready files, the CLI's HOME, strace output).
   local hits
   for name in real_token client_token; do
     hits=$(grep -rlF -- "${!name}" "$W" || true)
-    [[ -z $hits ]] || fail "the $name value appears in: $hits"
+    [[ -z $hits ]] || fail "$W" "the $name value appears in: $hits"
   done
+
+  # Both stop cleanly on SIGTERM (as the stop action and a runner's job end do).
+  local pid rc
+  for pid in "$serve_pid" "$fake_pid"; do
+    kill -TERM "$pid"
+    rc=0
+    wait "$pid" || rc=$?
+    [[ $rc == 0 ]] || fail "$W" "process $pid (serve or fake-tenant) exited $rc on SIGTERM, want 0"
+  done
+  PIDS=() # all waited for: never signal these ids again, they may be reused
 
   local n
   n=$(grep -c . "$W/fake-requests.jsonl")
-  log "[$mode] passed: the CLI printed the tenant's reply in ${cli_ms}ms through the proxy; $n requests reached the tenant, all with the real token"
+  log "[$mode] passed: $n requests reached the tenant, all with the real token; no token in any file"
 }
 
 # healthy: everything works. seed: the report this project started from; the tenant refuses the
 # Bearer scheme the CLI uses, so the proxy must switch to "token" on its own.
-scenario healthy bearer
-scenario seed token
+scenario healthy bearer "" claude-sonnet-4.5 claude-sonnet-4
+scenario seed token ""

@@ -28,12 +28,15 @@ type model struct {
 var catalogue = []model{
 	{id: "claude-sonnet-4.5", name: "Claude Sonnet 4.5", vendor: "Anthropic", family: "claude-sonnet-4.5",
 		endpoints: []string{"/chat/completions", "/v1/messages"}, premium: true, multiplier: 1, context: 200000, output: 32000, isDefault: true},
+	// Chat completions only, so a client asked for this model (copilot --model claude-sonnet-4)
+	// must use /chat/completions: the CLI 1.0.102 picks the endpoint from this list.
 	{id: "claude-sonnet-4", name: "Claude Sonnet 4", vendor: "Anthropic", family: "claude-sonnet-4",
-		endpoints: []string{"/chat/completions", "/v1/messages"}, premium: true, multiplier: 1, context: 200000, output: 16000},
+		endpoints: []string{"/chat/completions"}, premium: true, multiplier: 1, context: 200000, output: 16000},
 	{id: "gpt-5", name: "GPT-5", vendor: "Azure OpenAI", family: "gpt-5",
 		endpoints: []string{"/chat/completions", "/responses"}, premium: true, multiplier: 1, context: 400000, output: 128000},
 	{id: "gpt-5-mini", name: "GPT-5 mini", vendor: "Azure OpenAI", family: "gpt-5-mini",
 		endpoints: []string{"/chat/completions", "/responses"}, context: 264000, output: 64000},
+	// The CLI 1.0.102 does not offer gpt-4.1 ("not available"), whatever this entry says.
 	{id: "gpt-4.1", name: "GPT-4.1", vendor: "Azure OpenAI", family: "gpt-4.1",
 		endpoints: []string{"/chat/completions"}, context: 128000, output: 16384},
 }
