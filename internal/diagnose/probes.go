@@ -364,9 +364,9 @@ func (r *runner) probeModels(ctx context.Context) Probe {
 		}
 		r.interpretModels(&p, worst, host)
 		if a.status == b.status {
-			p.Meaning += fmt.Sprintf(", with `%s` and with `%s` alike", first, second)
+			p.Meaning = fmt.Sprintf("with `%s` and `%s` alike, %s", first, second, p.Meaning)
 		} else {
-			p.Meaning += fmt.Sprintf(" (%d with `%s`, %d with `%s`)", a.status, first, b.status, second)
+			p.Meaning = fmt.Sprintf("%d with `%s`, %d with `%s`: %s", a.status, first, b.status, second, p.Meaning)
 		}
 		p.Scheme = ""
 	}

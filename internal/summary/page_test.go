@@ -123,3 +123,24 @@ func TestFixesListed(t *testing.T) {
 		t.Errorf("a ready report lists fixes:\n%s", got)
 	}
 }
+
+// The page the action's diagnose step writes: no detection section (detect wrote its own), so
+// the notes and the gh-aw snippet are on this page.
+func TestStepPageGolden(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"ghe-seed", "ghes-no-copilot-host"} {
+		sc, _ := diagnosetest.ByName(name)
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			res := sc.Run(t)
+			rep := diagnosetest.Normalize(res.Report)
+			list, err := allowlist.For(res.Endpoints, allowlist.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			page := summary.RenderPage(summary.Page{Endpoints: res.Endpoints, List: list, Report: &rep})
+			assertNoToken(t, page)
+			golden(t, "step-"+name+".md", page)
+		})
+	}
+}
