@@ -10,6 +10,7 @@ package diagnose
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -160,6 +161,16 @@ func Run(ctx context.Context, cfg Config) Report {
 	}()
 	wg.Wait()
 
+	if r.advertisedDead != "" {
+		// The user probe spoke before the models probe found the advertised host dead.
+		user.Verdict = Warn
+		user.Meaning = fmt.Sprintf("it advertises %s, which does not connect from this runner: the proxy keeps the derived %s",
+			r.advertisedDead, platform.HostOf(r.cfg.Endpoints.CopilotAPIURL))
+		if user.Plan != "" {
+			user.Meaning = "a Copilot seat (plan " + user.Plan + "); " + user.Meaning
+		}
+		user.Fix = "If " + r.advertisedDead + " is where your Copilot API is, allow it in the runner's egress rules (the proxy adopts it on its next start); otherwise nothing to do."
+	}
 	probes := []Probe{meta, user, exchange, models, tokenProbe}
 	for i := range probes {
 		if probes[i].Status == 0 {

@@ -67,6 +67,10 @@ var wants = map[string]want{
 	"ghe-advertised-elsewhere": {overall: diagnose.ReadyWithWarnings, verdicts: "oWooo", contains: map[string][]string{
 		"user": {"advertises copilot-api-eu.acme.ghe.com but detect derived copilot-api.acme.ghe.com", "allowlist entries cover", "`https://copilot-api-eu.acme.ghe.com`"},
 	}},
+	"ghe-advertised-unreachable": {overall: diagnose.ReadyWithWarnings, verdicts: "oWooo", contains: map[string][]string{
+		"models": {"the advertised copilot-api-eu.acme.ghe.com does not connect, so the proxy keeps the derived API: ", "models listed with `Bearer`"},
+		"user":   {"does not connect from this runner: the proxy keeps the derived copilot-api.acme.ghe.com", "allow it in the runner's egress rules"},
+	}},
 	"ghe-foreign-endpoint": {overall: diagnose.ReadyWithWarnings, verdicts: "oWooo", contains: map[string][]string{
 		"user": {"fails validation", "not under the tenant", "uses copilot-api.acme.ghe.com"},
 	}},

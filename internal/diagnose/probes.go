@@ -282,6 +282,8 @@ func (r *runner) probeExchange(ctx context.Context) Probe {
 	return p
 }
 
+const fromAdvertised = "advertised by /copilot_internal/user"
+
 // modelsTarget is the Copilot API the proxy would use: copilot-api-target, else a valid advertised
 // endpoint when the token can discover it, else the derived one.
 func (r *runner) modelsTarget() (string, string) {
@@ -289,7 +291,7 @@ func (r *runner) modelsTarget() (string, string) {
 	case r.explicitTarget():
 		return r.ep().CopilotAPIURL, "copilot-api-target"
 	case r.advertised != "" && r.kind.CanDiscover():
-		return r.advertised, "advertised by /copilot_internal/user"
+		return r.advertised, fromAdvertised
 	}
 	return r.ep().CopilotAPIURL, "derived"
 }
@@ -325,6 +327,16 @@ func (r *runner) probeModels(ctx context.Context) Probe {
 
 	first := r.firstScheme()
 	a := r.send(ctx, http.MethodGet, url, first, hdr)
+	if a.status == 0 && from == fromAdvertised && (a.errKind == "dns" || a.errKind == "refused" || a.errKind == "timeout") {
+		// The proxy checks that an advertised host connects before adopting it and otherwise
+		// keeps the derived one; so does this probe.
+		advHost := host
+		r.advertised, r.advertisedDead = "", advHost
+		p := r.probeModels(ctx)
+		r.copilotFrom = "derived (the advertised " + advHost + " does not connect)"
+		p.Meaning = "the advertised " + advHost + " does not connect, so the proxy keeps the derived API: " + p.Meaning
+		return p
+	}
 	p.fill(a, r)
 	p.Scheme = first
 	retryable := a.status == http.StatusBadRequest || a.status == http.StatusUnauthorized || a.status == http.StatusForbidden

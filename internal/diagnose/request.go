@@ -28,6 +28,9 @@ type runner struct {
 
 	// Set by the user probe before it finishes; read by the models probe only after it.
 	advertised string // validated endpoints.api, "" when absent or refused
+	// Set by the models probe: the advertised host did not connect, so the proxy keeps the
+	// derived one.
+	advertisedDead string
 	// Set by the models probe.
 	copilotURL, copilotFrom string
 }

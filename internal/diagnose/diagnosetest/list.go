@@ -105,6 +105,12 @@ func All() []Scenario {
 				acme(t, w, PATToken, func(b *faketenant.Behavior) { b.AdvertisedAPI = "https://copilot-api-eu.acme.ghe.com" },
 					"copilot-api-eu.acme.ghe.com")
 			}},
+		{Name: "ghe-advertised-unreachable", About: "the tenant advertises a Copilot API host that does not connect from the runner",
+			Input: gheInput, Token: PATToken,
+			Setup: func(t testing.TB, w *World) {
+				acme(t, w, PATToken, func(b *faketenant.Behavior) { b.AdvertisedAPI = "https://copilot-api-eu.acme.ghe.com" })
+				w.Dial["copilot-api-eu.acme.ghe.com"] = ClosedPort(t)
+			}},
 		{Name: "ghe-foreign-endpoint", About: "the tenant advertises a public githubcopilot.com host (refused: fail closed)",
 			Input: gheInput, Token: PATToken,
 			Setup: func(t testing.TB, w *World) {
