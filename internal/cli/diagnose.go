@@ -105,8 +105,19 @@ func runDiagnose(ctx context.Context, env Env, args []string, stdout, stderr io.
 		return act.Input(name)
 	}
 
+	mode := strings.ToLower(act.Input("diagnose"))
+	if mode == "strict" {
+		*strict = true
+	}
+	// A check that cannot run is fatal only when the user asked for strict checks: in a step
+	// otherwise it is a warning, and the job goes on as it would without diagnose.
 	fail := func(title string, err error) int {
 		msg := scrubAll(err.Error(), forms)
+		if inStep && !*strict {
+			act.Warning(title, msg+" (the checks did not run; the job goes on, as diagnose is not strict)")
+			fmt.Fprintf(stderr, "%s: %s\n", title, msg)
+			return 0
+		}
 		if annotate {
 			act.Error(title, msg)
 		}
@@ -114,10 +125,8 @@ func runDiagnose(ctx context.Context, env Env, args []string, stdout, stderr io.
 		return 1
 	}
 
-	switch mode := strings.ToLower(act.Input("diagnose")); mode {
-	case "", "true", "false":
-	case "strict":
-		*strict = true
+	switch mode {
+	case "", "true", "false", "strict":
 	default:
 		return fail("copilot-route: bad input diagnose", &platform.InputError{Input: "diagnose", Value: platform.Quote(mode),
 			Problem: "use true, false or strict", Example: "true"})

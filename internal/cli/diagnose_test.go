@@ -147,6 +147,27 @@ func TestDiagnoseClassicPATSendsNothing(t *testing.T) {
 	}
 }
 
+// In a step, a check that cannot run (here: an unreadable CA file) is a warning unless strict.
+func TestDiagnoseStepBadInputNotStrict(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "output")
+	if err := os.WriteFile(out, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": out, "COPILOT_GITHUB_TOKEN": diagToken,
+		"INPUT_CA_FILE": filepath.Join(dir, "missing.pem")}
+	code, stdout, _ := diagRun(t, env)
+	if code != 0 || !strings.Contains(stdout, "::warning title=copilot-route%3A bad input ca-file::") {
+		t.Errorf("not strict: exit %d, stdout:\n%s", code, stdout)
+	}
+	env["INPUT_DIAGNOSE"] = "strict"
+	code, stdout, _ = diagRun(t, env)
+	if code != 1 || !strings.Contains(stdout, "::error title=copilot-route%3A bad input ca-file::") {
+		t.Errorf("strict: exit %d, stdout:\n%s", code, stdout)
+	}
+}
+
 func TestDiagnoseBadUsage(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
