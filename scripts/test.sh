@@ -33,4 +33,19 @@ done
 log "end-to-end: the real Copilot CLI through copilot-route serve to the fake tenant (private network namespace)"
 "$ROOT/scripts/e2e-copilot-cli.sh" || die "the Copilot CLI end-to-end test failed: rerun scripts/e2e-copilot-cli.sh (COPILOT_E2E_KEEP=1 keeps its logs)"
 
+log "actionlint (workflows; local actions ./ and ./stop are parsed through them) and the action metadata check"
+need_actionlint
+actionlint .github/workflows/*.yml testdata/workflows/*.yml || die "actionlint failed"
+bash scripts/check-action-metadata.sh action.yml stop/action.yml ||
+  die "action metadata check failed: pass inputs to run: scripts through env:, give every run step a shell"
+if bash scripts/check-action-metadata.sh testdata/actions/injection/action.yml >/dev/null; then
+  die "check-action-metadata.sh accepted testdata/actions/injection/action.yml, which expands an input in a script"
+fi
+
+log "reproducible release build (scripts/build-dist.sh twice, different paths and caches, byte-identical)"
+bash scripts/test-reproducible.sh || die "the release build is not reproducible"
+
+log "end-to-end: the action under nektos/act (host mode, loopback-only sandbox, fake tenant as acme.ghe.com)"
+bash scripts/e2e-act.sh || die "the act end-to-end test failed: rerun scripts/e2e-act.sh (E2E_KEEP=1 keeps its logs)"
+
 log "all tests passed in $(( $(date +%s) - start ))s"
