@@ -52,6 +52,12 @@ var wants = map[string]want{
 	"ghe-slow": {overall: diagnose.WillNotWork, verdicts: "oooFo", contains: map[string][]string{
 		"models": {"no answer from copilot-api.acme.ghe.com within 2.5s", "allow copilot-api.acme.ghe.com:443"},
 	}},
+	"ghe-rate-limited": {overall: diagnose.ReadyWithWarnings, verdicts: "oooWo", contains: map[string][]string{
+		"models": {"rate limited (429), retry after 7 s", "Wait and run again"},
+	}},
+	"ghe-outage": {overall: diagnose.WillNotWork, verdicts: "oooFo", contains: map[string][]string{
+		"models": {"answered 503: it is failing right now", "githubstatus.com"},
+	}},
 	"ghe-classic-pat": {overall: diagnose.WillNotWork, verdicts: "osssF", contains: map[string][]string{
 		"token": {"classic PAT", "fine-grained PAT", "copilot-requests: write"},
 		"user":  {"not sent"},

@@ -436,7 +436,8 @@ func (r *runner) interpretModels(p *Probe, a answer, host string) {
 		}
 		p.Fix = "Wait and run again; a burst of agent runs on one token shares its Copilot quota."
 	case a.status >= 500:
-		p.Verdict, p.Meaning, p.Fix = Warn, fmt.Sprintf("the Copilot API answered %d", a.status), fixRetryLater
+		// The agent's first call would meet the same answer: right now it will not work.
+		p.Verdict, p.Meaning, p.Fix = Fail, fmt.Sprintf("the Copilot API answered %d: it is failing right now", a.status), fixRetryLater
 	default:
 		p.Verdict, p.Meaning = Warn, fmt.Sprintf("the Copilot API answered %d%s", a.status, quoteMsg(a.message))
 	}

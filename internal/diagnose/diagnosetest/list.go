@@ -85,6 +85,18 @@ func All() []Scenario {
 			Setup: func(t testing.TB, w *World) {
 				acme(t, w, PATToken, func(b *faketenant.Behavior) { b.FirstByteDelay = 30 * time.Second })
 			}},
+		{Name: "ghe-rate-limited", About: "the Copilot API answers 429 with Retry-After",
+			Input: gheInput, Token: PATToken,
+			Setup: func(t testing.TB, w *World) {
+				acme(t, w, PATToken, func(b *faketenant.Behavior) {
+					b.Status, b.RetryAfter = map[string]int{"/models": http.StatusTooManyRequests}, "7"
+				})
+			}},
+		{Name: "ghe-outage", About: "the Copilot API answers 503 (a GitHub-side outage)",
+			Input: gheInput, Token: PATToken,
+			Setup: func(t testing.TB, w *World) {
+				acme(t, w, PATToken, func(b *faketenant.Behavior) { b.Status = map[string]int{"/models": http.StatusServiceUnavailable} })
+			}},
 		{Name: "ghe-classic-pat", About: "a classic PAT (ghp_): refused before any request",
 			Input: gheInput, Token: ClassicToken,
 			Setup: func(t testing.TB, w *World) { acme(t, w, ClassicToken, nil) }},
