@@ -39,7 +39,7 @@ var wants = map[string]want{
 		"models":   {"400 with `Bearer`", "badly formatted", "models listed with `token`", "switches to `token` by itself", "auth-scheme: token"},
 	}},
 	"ghe-seed-forced-bearer": {overall: diagnose.WillNotWork, verdicts: "oooFo", contains: map[string][]string{
-		"models": {"the proxy is set to send `Bearer`", "Set `auth-scheme: token`"},
+		"models": {"the proxy is set to send `Bearer`", "Set `auth-scheme: token`."},
 	}},
 	"ghe-no-seat": {overall: diagnose.WillNotWork, verdicts: "oFoFo", contains: map[string][]string{
 		"user":   {"no Copilot seat", "acme.ghe.com", "assign you a Copilot seat"},

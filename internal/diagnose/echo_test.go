@@ -58,3 +58,33 @@ func TestEchoedTokenIsScrubbed(t *testing.T) {
 		t.Errorf("a redirecting /meta: %+v", p)
 	}
 }
+
+// A host that refuses Bearer with a plain 401 (not "badly formatted") but accepts token: the
+// proxy in auto mode would not switch, so the probe must say it fails and not promise a switch.
+func TestOtherRefusalIsNotASwitch(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/models" && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"message":"Bad credentials"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"data":[{"id":"a"},{"id":"b"}]}`)
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	ep, err := platform.Detect(platform.Input{ServerURL: "https://acme.ghe.com", APIURL: srv.URL, CopilotAPITarget: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := diagnose.NewClient(diagnose.ClientConfig{ExtraCAPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := diagnose.Run(context.Background(), diagnose.Config{Endpoints: ep, Token: copilotToken(diagnosetest.PATToken), Client: client})
+	p, _ := rep.Probe(diagnose.ProbeModels)
+	if p.Verdict != diagnose.Fail || !strings.Contains(p.Meaning, "so it keeps `Bearer`") || p.Fix != "Set `auth-scheme: token`." {
+		t.Errorf("models %+v", p)
+	}
+}

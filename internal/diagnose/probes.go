@@ -356,10 +356,18 @@ func (r *runner) probeModels(ctx context.Context) Probe {
 		p.Models = count
 		forced := r.cfg.AuthScheme == "bearer" || r.cfg.AuthScheme == "token"
 		firstSaid := fmt.Sprintf("%d with `%s`%s", a.status, first, quoteMsg(a.message))
-		if forced {
+		switch {
+		case forced:
 			p.Verdict = Fail
 			p.Meaning = fmt.Sprintf("%s, but %s with `%s`: the proxy is set to send `%s`", firstSaid, modelsListed(count), second, first)
-			p.Fix = fmt.Sprintf("Set `auth-scheme: %s` (or auto, which switches by itself).", strings.ToLower(second))
+			p.Fix = fmt.Sprintf("Set `auth-scheme: %s`.", strings.ToLower(second))
+			return p
+		case !badScheme(a):
+			// In auto mode the proxy switches only when the refusal says the header is badly
+			// formatted; any other refusal goes back to the agent.
+			p.Verdict = Fail
+			p.Meaning = fmt.Sprintf("%s, but %s with `%s`: the proxy switches schemes only on a \"badly formatted\" refusal, so it keeps `%s`", firstSaid, modelsListed(count), second, first)
+			p.Fix = fmt.Sprintf("Set `auth-scheme: %s`.", strings.ToLower(second))
 			return p
 		}
 		p.Verdict = Warn
