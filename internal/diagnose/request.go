@@ -112,10 +112,15 @@ func (r *runner) sendREST(ctx context.Context, url, first string) (answer, strin
 	return b, second
 }
 
-// badScheme says the server refused the Authorization scheme, not the token.
+// badScheme says the server refused the Authorization scheme, not the token: the same test the
+// proxy's auto mode uses to switch schemes (internal/proxy badlyFormatted), on the same statuses.
 func badScheme(a answer) bool {
-	return (a.status == http.StatusBadRequest || a.status == http.StatusUnauthorized) &&
-		strings.Contains(strings.ToLower(a.message), "badly formatted")
+	if a.status != http.StatusBadRequest && a.status != http.StatusUnauthorized {
+		return false
+	}
+	s := strings.ToLower(string(a.body))
+	return strings.Contains(s, "badly formatted") ||
+		(strings.Contains(s, "authorization") && (strings.Contains(s, "malformed") || strings.Contains(s, "invalid authorization header")))
 }
 
 // errorMessage pulls the human message out of GitHub's ({"message"}) and OpenAI's
