@@ -97,10 +97,13 @@ actlog text "$work/route.log" >"$work/route.txt"
 grep -q 'using the release binary' "$work/route.txt" || die "the resolve step did not use the checksummed dist binary"
 
 actlog summary "$work/route.log" >"$work/route-summary.md"
-for want in 'copilot-route: platform detection' 'copilot-route: traffic' '`/chat/completions`'; do
-  grep -qF "$want" "$work/route-summary.md" || die "the job summary lacks '$want':
+for want in '## copilot-route: platform detection' '## ✅ copilot-route: ready' '## ✅ copilot-route: traffic'; do
+  [[ $(grep -cxF "$want" "$work/route-summary.md") == 1 ]] || die "the job summary does not hold '$want' exactly once:
 $(cat "$work/route-summary.md")"
 done
+grep -qF '| `/chat/completions` | 1 |' "$work/route-summary.md" || die "the traffic section does not count the one chat request"
+# A healthy tenant: no step of the action may warn or fail.
+if grep -E '::(warning|error)' "$work/route.txt" >&2; then die "the healthy run produced the annotations above"; fi
 scan_tokens "$work/route.log" "$token" "$client"
 ready_ms=$(sed -n 's/.*proxy ready at .* in \([0-9.]*\) ms.*/\1/p' "$work/route.txt" | head -1)
 log "e2e-route passed (start-to-ready inside act: ${ready_ms:-?} ms)"

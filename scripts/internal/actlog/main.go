@@ -42,6 +42,10 @@ func main() {
 		os.Exit(2)
 	}
 	leaks := 0
+	var last struct {
+		StepID  []string
+		Content string
+	}
 	f, err := os.Open(os.Args[2])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -55,9 +59,10 @@ func main() {
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Bytes()
 		var rec struct {
-			Msg     string `json:"msg"`
-			Command string `json:"command"`
-			Content string `json:"content"`
+			Msg     string   `json:"msg"`
+			Command string   `json:"command"`
+			Content string   `json:"content"`
+			StepID  []string `json:"stepID"`
 		}
 		if os.Args[1] == "scan" {
 			var all map[string]any
@@ -90,6 +95,14 @@ func main() {
 		switch os.Args[1] {
 		case "summary":
 			if rec.Command == "summary" {
+				// act reports the last sub-step's summary of a composite action again for the
+				// composite step itself (the file is emptied only when the next step starts).
+				outer := len(rec.StepID) == 1 && len(last.StepID) > 1 && last.StepID[0] == rec.StepID[0]
+				dup := outer && last.Content == rec.Content
+				last.StepID, last.Content = rec.StepID, rec.Content
+				if dup {
+					continue
+				}
 				out.WriteString(rec.Content)
 				if !strings.HasSuffix(rec.Content, "\n") {
 					out.WriteString("\n")
