@@ -32,7 +32,7 @@ type stepRunner struct {
 	tenant *faketenant.Tenant
 }
 
-func newStepRunner(t *testing.T, inputs map[string]string) *stepRunner {
+func newStepRunner(t testing.TB, inputs map[string]string) *stepRunner {
 	t.Helper()
 	tenant, err := faketenant.Start(faketenant.Options{Host: "acme.ghe.com", Token: startRealToken})
 	if err != nil {
@@ -112,7 +112,7 @@ func (r *stepRunner) outputs(t *testing.T) map[string]string {
 	return m
 }
 
-func (r *stepRunner) file(t *testing.T, name string) string {
+func (r *stepRunner) file(t testing.TB, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(r.env[name])
 	if err != nil {
@@ -448,6 +448,21 @@ func TestCheckProxyHost(t *testing.T) {
 	} {
 		if err := checkProxyHost(h); (err == nil) != ok {
 			t.Errorf("checkProxyHost(%q) = %v, want ok=%v", h, err, ok)
+		}
+	}
+}
+
+// BenchmarkStartStop measures what the start and stop steps cost a job: start spawns a real
+// detached proxy (this test binary as serve), waits for its ready file, discovery and health
+// check; stop reads the stats, sends SIGTERM and waits for the exit.
+func BenchmarkStartStop(b *testing.B) {
+	r := newStepRunner(b, nil)
+	for b.Loop() {
+		if code, out, errOut := r.run(runStart); code != 0 {
+			b.Fatalf("start exit %d\n%s%s", code, out, errOut)
+		}
+		if code, out, errOut := r.run(runStop); code != 0 {
+			b.Fatalf("stop exit %d\n%s%s", code, out, errOut)
 		}
 	}
 }

@@ -254,6 +254,29 @@ func TestStartKillsTheChildOnTimeout(t *testing.T) {
 	}
 }
 
+func TestStartCancelledKillsTheChild(t *testing.T) {
+	t.Parallel()
+	o := opts(t, "never")
+	ctx, cancel := context.WithCancel(context.Background())
+	var pid int
+	o.ReadyFile = ""
+	o.Ready = func(context.Context, []byte) error {
+		if pid == 0 {
+			if pid = pidHolding(t, o.LogFile); pid != 0 {
+				cancel() // the caller gives up (the step was cancelled) once the child runs
+			}
+		}
+		return errors.New("not yet")
+	}
+	_, err := Start(ctx, o)
+	if err == nil || !strings.Contains(err.Error(), "cancelled") {
+		t.Fatalf("err = %v, want a cancellation", err)
+	}
+	if pid == 0 || !gone(pid) {
+		t.Errorf("child %d not reaped after the cancelled Start", pid)
+	}
+}
+
 // pidHolding finds a process of ours whose stdout is path.
 func pidHolding(t *testing.T, path string) int {
 	t.Helper()
