@@ -147,18 +147,7 @@ func Run(ctx context.Context, cfg Config) Report {
 	go func() { defer wg.Done(); meta = r.probeMeta(ctx) }()
 	go func() { defer wg.Done(); defer close(userDone); user = r.probeUser(ctx) }()
 	go func() { defer wg.Done(); exchange = r.probeExchange(ctx) }()
-	go func() {
-		defer wg.Done()
-		// The proxy uses the advertised Copilot API when discovery can run, so the models probe
-		// waits for the user probe only then; otherwise it starts at once.
-		if r.needsDiscovery() {
-			select {
-			case <-userDone:
-			case <-ctx.Done():
-			}
-		}
-		models = r.probeModels(ctx)
-	}()
+	go func() { defer wg.Done(); models = r.probeModels(ctx, userDone) }()
 	wg.Wait()
 
 	if r.advertisedDead != "" {

@@ -311,38 +311,66 @@ func other(scheme string) string {
 	return schemeBearer
 }
 
-func (r *runner) probeModels(ctx context.Context) Probe {
+// probeModels runs the models probe against the Copilot API the proxy would use. When that
+// depends on discovery, it probes the derived API at once, alongside the seat probe, and probes
+// again only when the seat reply names another valid API: the usual case waits for nothing.
+func (r *runner) probeModels(ctx context.Context, userDone <-chan struct{}) Probe {
+	if !r.needsDiscovery() {
+		base, from := r.modelsTarget()
+		r.copilotURL, r.copilotFrom = base, from
+		p, _ := r.modelsAt(ctx, base)
+		return p
+	}
+	derived := r.ep().CopilotAPIURL
+	early := make(chan Probe, 1)
+	go func() {
+		p, _ := r.modelsAt(ctx, derived)
+		early <- p
+	}()
+	<-userDone
 	base, from := r.modelsTarget()
-	r.copilotURL, r.copilotFrom = base, from
+	if sameURL(base, derived) {
+		r.copilotURL, r.copilotFrom = derived, "derived"
+		return <-early
+	}
+	p, dead := r.modelsAt(ctx, base)
+	fallback := <-early // always awaited, so no request outlives Run
+	if !dead {
+		r.copilotURL, r.copilotFrom = base, from
+		return p
+	}
+	// The proxy checks that an advertised host connects before adopting it and otherwise keeps
+	// the derived one; so does this probe.
+	advHost := platform.HostOf(base)
+	r.advertisedDead = advHost
+	r.copilotURL, r.copilotFrom = derived, "derived (the advertised "+advHost+" does not connect)"
+	fallback.Meaning = "the advertised " + advHost + " does not connect, so the proxy keeps the derived API: " + fallback.Meaning
+	return fallback
+}
+
+// modelsAt probes GET base/models with the proxy's scheme, and the other one when refused.
+// dead reports that the host did not even connect (what makes the proxy drop an advertised one).
+func (r *runner) modelsAt(ctx context.Context, base string) (p Probe, dead bool) {
 	url := base + "/models"
 	host := platform.HostOf(url)
 	const title = "Copilot API: models"
 	if !r.tokenUsable() {
-		return r.skipped(ProbeModels, title, http.MethodGet, url)
+		return r.skipped(ProbeModels, title, http.MethodGet, url), false
 	}
-	p := Probe{Name: ProbeModels, Title: title, Method: http.MethodGet, URL: url}
+	p = Probe{Name: ProbeModels, Title: title, Method: http.MethodGet, URL: url}
 	hdr := http.Header{}
 	hdr.Set(copilot.HeaderIntegrationID, r.cfg.IntegrationID)
 	hdr.Set(copilot.HeaderAPIVersion, copilot.DefaultAPIVersion)
 
 	first := r.firstScheme()
 	a := r.send(ctx, http.MethodGet, url, first, hdr)
-	if a.status == 0 && from == fromAdvertised && (a.errKind == "dns" || a.errKind == "refused" || a.errKind == "timeout") {
-		// The proxy checks that an advertised host connects before adopting it and otherwise
-		// keeps the derived one; so does this probe.
-		advHost := host
-		r.advertised, r.advertisedDead = "", advHost
-		p := r.probeModels(ctx)
-		r.copilotFrom = "derived (the advertised " + advHost + " does not connect)"
-		p.Meaning = "the advertised " + advHost + " does not connect, so the proxy keeps the derived API: " + p.Meaning
-		return p
-	}
+	dead = a.status == 0 && dialFailed(a.err)
 	p.fill(a, r)
 	p.Scheme = first
 	retryable := a.status == http.StatusBadRequest || a.status == http.StatusUnauthorized || a.status == http.StatusForbidden
 	if !retryable {
 		r.interpretModels(&p, a, host)
-		return p
+		return p, dead
 	}
 	second := other(first)
 	b := r.send(ctx, http.MethodGet, url, second, hdr)
@@ -361,14 +389,14 @@ func (r *runner) probeModels(ctx context.Context) Probe {
 			p.Verdict = Fail
 			p.Meaning = fmt.Sprintf("%s, but %s with `%s`: the proxy is set to send `%s`", firstSaid, modelsListed(count), second, first)
 			p.Fix = fmt.Sprintf("Set `auth-scheme: %s`.", strings.ToLower(second))
-			return p
+			return p, dead
 		case !badScheme(a):
 			// In auto mode the proxy switches only when the refusal says the header is badly
 			// formatted; any other refusal goes back to the agent.
 			p.Verdict = Fail
 			p.Meaning = fmt.Sprintf("%s, but %s with `%s`: the proxy switches schemes only on a \"badly formatted\" refusal, so it keeps `%s`", firstSaid, modelsListed(count), second, first)
 			p.Fix = fmt.Sprintf("Set `auth-scheme: %s`.", strings.ToLower(second))
-			return p
+			return p, dead
 		}
 		p.Verdict = Warn
 		p.Meaning = fmt.Sprintf("%s, but %s with `%s`: the proxy switches to `%s` by itself (auth-scheme auto)", firstSaid, modelsListed(count), second, second)
@@ -390,7 +418,7 @@ func (r *runner) probeModels(ctx context.Context) Probe {
 		}
 		p.Scheme = ""
 	}
-	return p
+	return p, dead
 }
 
 func rank(status int) int {

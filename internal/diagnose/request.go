@@ -231,6 +231,13 @@ func classify(ctx context.Context, err error) string {
 	return "network"
 }
 
+// dialFailed says a transport error happened while connecting (no name, refused, no route,
+// connect timeout), as opposed to after the connection was made.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return err != nil && errors.As(err, &op) && op.Op == "dial"
+}
+
 // transportFinding says what a transport failure means for host and how to fix it.
 func (r *runner) transportFinding(host string, a answer) (meaning, fix string) {
 	switch a.errKind {
