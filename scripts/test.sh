@@ -42,6 +42,9 @@ if bash scripts/check-action-metadata.sh testdata/actions/injection/action.yml >
   die "check-action-metadata.sh accepted testdata/actions/injection/action.yml, which expands an input in a script"
 fi
 
+log "the action's resolve step (checksummed release binary, tampered binary, build from source, no Go)"
+bash scripts/test-resolve-binary.sh || die "scripts/resolve-binary.sh misbehaves"
+
 log "reproducible release build (scripts/build-dist.sh twice, different paths and caches, byte-identical)"
 bash scripts/test-reproducible.sh || die "the release build is not reproducible"
 
