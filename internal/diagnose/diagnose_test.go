@@ -80,6 +80,7 @@ var wants = map[string]want{
 	"ghe-foreign-endpoint": {overall: diagnose.ReadyWithWarnings, verdicts: "oWooo", contains: map[string][]string{
 		"user": {"fails validation", "not under the tenant", "uses copilot-api.acme.ghe.com"},
 	}},
+	"ghes-github-seat": {overall: diagnose.Ready, verdicts: "ooooo", notes: 0},
 	"ghes-no-copilot-host": {overall: diagnose.WillNotWork, verdicts: "oFWFo", notes: 1, contains: map[string][]string{
 		"user":   {"401", "copilot-host: NAME.ghe.com"},
 		"models": {"refused the token", "copilot-host: NAME.ghe.com"},

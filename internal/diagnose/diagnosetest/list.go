@@ -128,6 +128,14 @@ func All() []Scenario {
 			Setup: func(t testing.TB, w *World) {
 				acme(t, w, PATToken, func(b *faketenant.Behavior) { b.AdvertisedAPI = "https://api.githubcopilot.com" })
 			}},
+		{Name: "ghes-github-seat", About: "GHES without copilot-host, and the seat is indeed on github.com: the assumption is confirmed",
+			Input: platform.Input{ServerURL: "https://github.example.com"}, Token: PATToken,
+			Setup: func(t testing.TB, w *World) {
+				w.Tenant(t, "github.example.com", PATToken, "github.example.com")
+				gh := w.Tenant(t, "github.com", PATToken, "api.github.com")
+				gh.Set(func(b *faketenant.Behavior) { b.AdvertisedAPI = "https://api.githubcopilot.com" })
+				w.Tenant(t, "githubcopilot.com", PATToken, "api.githubcopilot.com")
+			}},
 		{Name: "ghes-no-copilot-host", About: "GHES without copilot-host while the seat is on a tenant: github.com refuses the token",
 			Input: platform.Input{ServerURL: "https://github.example.com"}, Token: PATToken,
 			Setup: func(t testing.TB, w *World) {
