@@ -388,6 +388,7 @@ type reqState struct {
 	scheme      atomic.Int32 // scheme of the reply that reached the client
 	retried     atomic.Bool
 	tooLarge    atomic.Bool
+	badBody     atomic.Bool
 	errKind     string
 	refusal     string
 	wroteHeader bool
@@ -444,10 +445,12 @@ type countingBody struct {
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.st.bytesIn.Add(int64(n))
-	if err != nil {
+	if err != nil && err != io.EOF {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			b.st.tooLarge.Store(true)
+		} else {
+			b.st.badBody.Store(true) // the client's framing broke (bad chunk), not the upstream
 		}
 	}
 	return n, err
@@ -460,7 +463,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &reqState{rw: w, start: time.Now(), route: routeOther}
 	defer p.finish(st, r)
 
-	if reason := refuseReason(r); reason != "" {
+	reason := refuseReason(r)
+	if reason == "" && p.tokenInURI(r) {
+		reason = "token-in-url" // it would travel upstream and into access logs
+	}
+	if reason != "" {
 		st.route, st.refusal = routeRefused, reason
 		p.stats.refusal(reason)
 		writeError(st, http.StatusBadRequest, "copilot-route refuses this request ("+reason+
@@ -531,6 +538,10 @@ func (p *Proxy) finish(st *reqState, r *http.Request) {
 		p.stats.duration.record(end.Sub(st.start))
 	}
 
+	logPath := cutString(r.URL.Path, 256)
+	if st.refusal == "token-in-url" {
+		logPath = redactedText
+	}
 	upHost, scheme := "", ""
 	if st.up != nil {
 		upHost, scheme = st.up.host, schemeName(st.scheme.Load())
@@ -538,7 +549,7 @@ func (p *Proxy) finish(st *reqState, r *http.Request) {
 	attrs := [...]slog.Attr{
 		slog.String("route", routeNames[st.route]),
 		slog.String("method", r.Method),
-		slog.String("path", cutString(r.URL.Path, 256)),
+		slog.String("path", logPath),
 		slog.Int("status", status),
 		slog.String("upstream", upHost),
 		slog.Float64("duration_ms", float64(end.Sub(st.start).Microseconds())/1000),
@@ -917,6 +928,15 @@ func (p *Proxy) upstreamFailed(w http.ResponseWriter, r *http.Request, err error
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d MiB: copilot-route refuses it", p.cfg.MaxBodyBytes>>20), nil)
 		return
 	}
+	// Before the client-gone check: a client that half-closes mid-body also cancels the context,
+	// and would otherwise get the empty 200 the server sends for a handler that wrote nothing.
+	if st.badBody.Load() {
+		st.refusal = "bad-body"
+		p.stats.refusal(st.refusal)
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusBadRequest, "copilot-route refuses this request (bad-body): its body ended early or its chunked encoding is malformed", nil)
+		return
+	}
 	if r.Context().Err() != nil {
 		st.errKind = "client-gone"
 		return // nobody to answer
@@ -992,6 +1012,11 @@ func refuseReason(r *http.Request) string {
 	if r.Method == http.MethodConnect {
 		return "connect"
 	}
+	// TRACE/TRACK make an upstream echo the request, real credential included, in a success body
+	// (which scrub does not read).
+	if r.Method == "TRACE" || r.Method == "TRACK" {
+		return "method"
+	}
 	uri := r.RequestURI
 	if uri == "" || uri[0] != '/' || r.URL.Host != "" || r.URL.Scheme != "" {
 		return "absolute-form"
@@ -1049,6 +1074,23 @@ func badPath(raw string) string {
 		}
 	}
 	return ""
+}
+
+// tokenInURI says whether the client or shim token is in the request target, as sent or
+// percent-decoded (the upstream decodes it).
+func (p *Proxy) tokenInURI(r *http.Request) bool {
+	q := r.URL.RawQuery
+	if strings.IndexByte(q, '%') >= 0 {
+		if d, err := url.QueryUnescape(q); err == nil {
+			q = d
+		}
+	}
+	for _, s := range [...]string{r.RequestURI, r.URL.Path, q} {
+		if strings.Contains(s, p.clientToken) || strings.Contains(s, p.shimToken) {
+			return true
+		}
+	}
+	return false
 }
 
 func containsFold(s, sub string) bool {
