@@ -65,15 +65,18 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	t0 := time.Now()
 	a := actions.New(env.Getenv, stdout)
 	// Mask before anything else can print: the real token in every form, then the client token.
+	// Only in Actions: in a terminal an ::add-mask:: line would print the very secret it hides.
 	raw := firstSet(inputOr(a, "github-token", ""), env.Getenv(envRealToken))
-	for _, f := range copilot.MaskForms(raw) {
-		a.Mask(f)
-	}
 	realTok := copilot.NewToken(raw)
 	// ghs_-shaped: the Copilot CLI sends such a token straight to COPILOT_API_URL, with no REST
 	// look-ups elsewhere, so all of its Copilot traffic comes to the proxy.
 	client := proxy.NewClientToken().Reveal()
-	a.Mask(client)
+	if inActions(a) {
+		for _, f := range copilot.MaskForms(raw) {
+			a.Mask(f)
+		}
+		a.Mask(client)
+	}
 
 	fs := flag.NewFlagSet("start", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -361,13 +364,20 @@ func inputOr(a *actions.Actions, name, def string) string {
 	return def
 }
 
-// fail reports a step failure: an error annotation (one line, escaped) and exit code 1.
+// stepFail reports a failure: in Actions an error annotation (one line, escaped), elsewhere a
+// line on stderr; exit code 1.
 func stepFail(a *actions.Actions, stderr io.Writer, msg string) int {
-	a.Error("copilot-route", msg)
-	if !a.InStep() {
+	if inActions(a) {
+		a.Error("copilot-route", msg)
+	} else {
 		fmt.Fprintln(stderr, "copilot-route:", msg)
 	}
 	return 1
+}
+
+// inActions says whether workflow commands (masks, annotations) have a runner to read them.
+func inActions(a *actions.Actions) bool {
+	return a.InStep() || a.Getenv("GITHUB_ACTIONS") == "true"
 }
 
 // multiFlag is a repeatable string flag.

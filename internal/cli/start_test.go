@@ -69,6 +69,9 @@ func newStepRunner(t testing.TB, inputs map[string]string) *stepRunner {
 		}
 	}
 	for _, f := range []string{"GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_STEP_SUMMARY"} {
+		if env[f] == "" {
+			continue
+		}
 		if err := os.WriteFile(env[f], nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -464,5 +467,27 @@ func BenchmarkStartStop(b *testing.B) {
 		if code, out, errOut := r.run(runStop); code != 0 {
 			b.Fatalf("stop exit %d\n%s%s", code, out, errOut)
 		}
+	}
+}
+
+// Outside Actions (a terminal, a script) there is no runner to read workflow commands: start
+// prints the agent's environment, stop prints the report, and no ::add-mask:: line spells out a
+// secret.
+func TestStartStopOutsideActions(t *testing.T) {
+	t.Parallel()
+	r := newStepRunner(t, map[string]string{"GITHUB_ACTIONS": "", "GITHUB_OUTPUT": "", "GITHUB_ENV": "", "GITHUB_STEP_SUMMARY": ""})
+	code, out, errOut := r.run(runStart)
+	if code != 0 {
+		t.Fatalf("start exit %d\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, "::") || strings.Contains(out+errOut, startRealToken) {
+		t.Errorf("workflow commands or the real token outside Actions:\n%s%s", out, errOut)
+	}
+	if !regexp.MustCompile(`(?m)^COPILOT_API_URL=http://127\.0\.0\.1:\d+\nCOPILOT_GITHUB_TOKEN=ghs_[A-Za-z0-9]{36}\nGH_HOST=acme\.ghe\.com\n$`).MatchString(out) {
+		t.Errorf("stdout is not the agent's environment:\n%s", out)
+	}
+	code, out, errOut = r.run(runStop)
+	if code != 0 || !strings.Contains(errOut, "copilot-route: traffic") || strings.Contains(out+errOut, "::") {
+		t.Errorf("stop exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }

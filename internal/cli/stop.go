@@ -38,20 +38,20 @@ func runStop(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "copilot-route: no proxy was started in this job; nothing to stop")
 		return commitSummary(a, stderr, "## ➖ copilot-route: traffic\n\nNo proxy was started in this job.\n\n")
 	case err != nil:
-		a.Warning("copilot-route stop", err.Error()+"; nothing was stopped")
+		warn(a, stderr, "copilot-route stop", err.Error()+"; nothing was stopped")
 		return 0
 	}
-	if st.ClientToken != "" {
+	if st.ClientToken != "" && inActions(a) {
 		a.Mask(st.ClientToken)
 	}
 
 	stats, statsErr := fetchStats(ctx, st)
 	res, stopErr := daemon.Stop(ctx, st.handle(), *grace)
 	if stopErr != nil {
-		a.Warning("copilot-route stop", fmt.Sprintf("stopping the proxy (pid %d): %v", st.PID, stopErr))
+		warn(a, stderr, "copilot-route stop", fmt.Sprintf("stopping the proxy (pid %d): %v", st.PID, stopErr))
 	}
 	if res == daemon.NotOurs {
-		a.Warning("copilot-route stop", fmt.Sprintf("pid %d is no longer the proxy (it exited and the pid was reused); left it alone", st.PID))
+		warn(a, stderr, "copilot-route stop", fmt.Sprintf("pid %d is no longer the proxy (it exited and the pid was reused); left it alone", st.PID))
 	}
 	if res != daemon.StillRunning {
 		_ = os.Remove(*stateFile)
@@ -59,10 +59,10 @@ func runStop(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	fmt.Fprintf(stderr, "copilot-route: proxy pid %d: %s\n", st.PID, res)
 	if stats != nil {
 		for _, an := range summary.TrafficAnnotations(*stats) {
-			if an.Level == "error" {
+			if an.Level == "error" && inActions(a) {
 				a.Error(an.Title, an.Message)
 			} else {
-				a.Warning(an.Title, an.Message)
+				warn(a, stderr, an.Title, an.Message)
 			}
 		}
 	}
@@ -114,7 +114,7 @@ func commitSummary(a *actions.Actions, stderr io.Writer, md string) int {
 	b := a.Stage()
 	b.Summary(md)
 	if err := b.Commit(); err != nil {
-		a.Warning("copilot-route stop", "write the job summary: "+err.Error())
+		warn(a, stderr, "copilot-route stop", "write the job summary: "+err.Error())
 	}
 	return 0
 }
@@ -137,4 +137,13 @@ func trafficMarkdown(st proxyState, s *proxy.Stats, statsErr error, res daemon.S
 // mdCell keeps a value on one table row: no line breaks, no column separators.
 func mdCell(s string) string {
 	return strings.NewReplacer("\n", " ", "\r", " ", "|", "\\|", "`", "'").Replace(s)
+}
+
+// warn is a warning annotation in Actions and a line on stderr elsewhere.
+func warn(a *actions.Actions, stderr io.Writer, title, msg string) {
+	if inActions(a) {
+		a.Warning(title, msg)
+		return
+	}
+	fmt.Fprintf(stderr, "%s: warning: %s\n", title, msg)
 }
