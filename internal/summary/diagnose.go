@@ -107,7 +107,8 @@ func request(p diagnose.Probe) (host, req string) {
 	if err != nil {
 		return "—", code(p.Method + " " + p.URL)
 	}
-	return code(u.Host), code(p.Method + " " + u.EscapedPath())
+	// Method and path stay on one line: a wrapped "GET" alone on a line reads as a value.
+	return code(u.Host), code(p.Method + nbsp + u.EscapedPath())
 }
 
 func status(p diagnose.Probe) string {
