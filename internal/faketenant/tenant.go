@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -395,10 +396,16 @@ func (r Request) LogLine() LogLine {
 	}
 	sort.Strings(names)
 	return LogLine{
-		At: r.At.UTC(), Method: r.Method, Path: r.Path, Query: r.RawQuery != "", Host: r.Host, Proto: r.Proto,
+		At: r.At.UTC(), Method: r.Method, Path: maskTokens(r.Path), Query: r.RawQuery != "", Host: r.Host, Proto: r.Proto,
 		HeaderNames: names, Auth: r.Auth, AuthOK: r.Auth == "real" || r.Auth == "copilot",
 		AuthScheme: r.AuthScheme, AuthTokenSHA256: r.AuthTokenSHA256, BodyBytes: r.BodyBytes,
-		Stream: r.Stream, Model: r.Model, UserAgent: r.Header.Get("User-Agent"),
-		IntegrationID: r.Header.Get("Copilot-Integration-Id"),
+		Stream: r.Stream, Model: r.Model, UserAgent: maskTokens(r.Header.Get("User-Agent")),
+		IntegrationID: maskTokens(r.Header.Get("Copilot-Integration-Id")),
 	}
 }
+
+// tokenShape matches GitHub token formats, so a client that puts a token where it does not belong
+// (a path, a User-Agent) still cannot get it into the log.
+var tokenShape = regexp.MustCompile(`(?i)(gh[opsur]_|github_pat_)[A-Za-z0-9_]+`)
+
+func maskTokens(s string) string { return tokenShape.ReplaceAllString(s, "${1}[REDACTED]") }

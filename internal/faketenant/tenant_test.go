@@ -672,9 +672,10 @@ func TestRequestsAreRecordedInOrderAndLogged(t *testing.T) {
 	do(t, c, ft, "GET", "/meta", "", "")
 	do(t, c, ft, "GET", "/models?x=1", "Bearer "+testToken, "")
 	do(t, c, ft, "POST", "/chat/completions", "token gho_nottheone", `{"model":"gpt-4.1"}`)
+	do(t, c, ft, "GET", "/models/"+testToken, "Bearer "+testToken, "") // a token where it does not belong
 	reqs := ft.Requests()
-	if len(reqs) != 3 {
-		t.Fatalf("%d requests recorded, want 3", len(reqs))
+	if len(reqs) != 4 {
+		t.Fatalf("%d requests recorded, want 4", len(reqs))
 	}
 	for i, want := range []struct{ method, path, auth, scheme string }{
 		{"GET", "/meta", "none", ""}, {"GET", "/models", "real", "Bearer"}, {"POST", "/chat/completions", "wrong", "token"},
@@ -701,8 +702,8 @@ func TestRequestsAreRecordedInOrderAndLogged(t *testing.T) {
 		t.Fatal("the request log holds a token value")
 	}
 	lines := strings.Split(strings.TrimSpace(logged), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("%d log lines, want 3", len(lines))
+	if len(lines) != 4 {
+		t.Fatalf("%d log lines, want 4", len(lines))
 	}
 	var l LogLine
 	if err := json.Unmarshal([]byte(lines[1]), &l); err != nil {
