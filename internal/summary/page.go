@@ -41,7 +41,7 @@ func RenderPage(p Page) string {
 		b.WriteString("## copilot-route\n\n")
 	}
 	if p.ProxyURL != "" {
-		fmt.Fprintf(&b, "**Proxy:** the agent reaches Copilot at %s (output `proxy-url`; set it as `COPILOT_API_URL`).\n\n", code(p.ProxyURL))
+		b.WriteString(ProxyLine(p.ProxyURL))
 	}
 	if p.Detection != "" {
 		b.WriteString(demote(p.Detection))
@@ -55,6 +55,12 @@ func RenderPage(p Page) string {
 		b.WriteString(Snippets(p.List, p.Detection == ""))
 	}
 	return b.String()
+}
+
+// ProxyLine is the summary line that says where the agent reaches the proxy; the start step can
+// append it once the proxy is up.
+func ProxyLine(proxyURL string) string {
+	return fmt.Sprintf("**Proxy:** the agent reaches Copilot at %s (output `proxy-url`; set it as `COPILOT_API_URL`).\n\n", code(proxyURL))
 }
 
 // demote turns the detection section's level-2 heading into a level-3 one, so the page has one
