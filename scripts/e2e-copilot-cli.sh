@@ -192,6 +192,20 @@ sys.exit(0 if ok else 1)
 PY
     fail "$W" "the tenant's request log is wrong (above)"
 
+  # What the proxy saw from the CLI: every request authenticated with the client token (a real
+  # token, or anything else, would have been a 401 there) and none refused.
+  python3 - "$W/serve.log" <<'PY' ||
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+reqs = [l for l in lines if l.get("msg") == "request"]
+bad = [(l.get("method"), l.get("path"), l.get("status"), l.get("refused")) for l in reqs
+       if l.get("status") == 401 or l.get("refused")]
+if not reqs or bad:
+    print("proxy: %d requests logged; unauthenticated or refused: %s" % (len(reqs), bad), file=sys.stderr)
+    sys.exit(1)
+PY
+    fail "$W" "the proxy's log shows CLI requests without the client token (above)"
+
   # Neither token in any file the run wrote (logs, ready files, the CLI's HOME, strace output).
   local hits
   for name in real_token client_token; do
