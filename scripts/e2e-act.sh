@@ -102,6 +102,7 @@ for want in '## copilot-route: platform detection' '## ✅ copilot-route: ready'
 $(cat "$work/route-summary.md")"
 done
 grep -qF '| `/chat/completions` | 1 |' "$work/route-summary.md" || die "the traffic section does not count the one chat request"
+grep -qF '**Proxy:** the agent reaches Copilot at `http://127.0.0.1:' "$work/route-summary.md" || die "the start step's proxy line is missing"
 # A healthy tenant: no step of the action may warn or fail.
 if grep -E '::(warning|error)' "$work/route.txt" >&2; then die "the healthy run produced the annotations above"; fi
 scan_tokens "$work/route.log" "$token" "$client"

@@ -21,6 +21,7 @@ import (
 	"github.com/copilot-route/copilot-route/internal/daemon"
 	"github.com/copilot-route/copilot-route/internal/platform"
 	"github.com/copilot-route/copilot-route/internal/proxy"
+	"github.com/copilot-route/copilot-route/internal/summary"
 )
 
 // Env var names shared by start, serve and stop. The real token and the client token reach the
@@ -202,6 +203,9 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		b.Output("proxy-pid", strconv.Itoa(started.PID))
 		b.Output("log-file", logFile)
 		b.OutputLines("agent-env", strings.TrimSuffix(agentEnv(ep, proxyURL, client), "\n"))
+		if a.Getenv(actions.FileSummary) != "" {
+			b.Summary(summary.ProxyLine(proxyURL))
+		}
 		if err := b.Commit(); err != nil {
 			_, _ = daemon.Stop(context.Background(), started.Handle, 2*time.Second)
 			_ = os.Remove(statePath)

@@ -244,7 +244,7 @@ func TestStartServeStopInAJob(t *testing.T) {
 	checkNoLeak(t, "stop stdout", out, startRealToken, client)
 	checkNoLeak(t, "stop stderr", errOut, startRealToken, client)
 	sum := r.file(t, "GITHUB_STEP_SUMMARY")
-	for _, want := range []string{"copilot-route: traffic", "`/chat/completions`", "terminated"} {
+	for _, want := range []string{"**Proxy:** the agent reaches Copilot at `" + o["proxy-url"] + "`", "copilot-route: traffic", "`/chat/completions`", "terminated"} {
 		if !strings.Contains(sum, want) {
 			t.Errorf("summary lacks %q:\n%s", want, sum)
 		}

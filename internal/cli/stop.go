@@ -27,7 +27,8 @@ func runStop(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	fs := flag.NewFlagSet("stop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateFile := fs.String("state-file", filepath.Join(stateDir(env), "proxy.json"), "the state file start wrote")
-	grace := fs.Duration("grace", 5*time.Second, "how long to wait after SIGTERM before SIGKILL")
+	// Longer than serve's own shutdown grace, so open streams may finish before SIGKILL.
+	grace := fs.Duration("grace", proxy.DefaultShutdownGrace+2*time.Second, "how long to wait after SIGTERM before SIGKILL")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
