@@ -9,6 +9,7 @@ const (
 	HeaderGitHubRequest = "X-Github-Request-Id" // set by GitHub on replies; quote it in errors
 
 	DefaultIntegrationID = "copilot-developer-cli"
-	// DefaultAPIVersion is the X-GitHub-Api-Version sent when the client sent none.
-	DefaultAPIVersion = "2025-05-01"
+	// DefaultAPIVersion is the X-GitHub-Api-Version sent when the client sent none: what the pinned
+	// Copilot CLI (1.0.102) sends, so a client without one sees the API as the CLI does.
+	DefaultAPIVersion = "2026-08-01"
 )

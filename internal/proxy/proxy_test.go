@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/copilot-route/copilot-route/internal/copilot"
 	"github.com/copilot-route/copilot-route/internal/faketenant"
 	"github.com/copilot-route/copilot-route/internal/platform"
 )
@@ -252,7 +253,7 @@ func TestHeaders(t *testing.T) {
 	if v := got[0].Header.Values("Authorization"); len(v) != 1 || v[0] != "Bearer "+realToken {
 		t.Errorf("upstream Authorization is not exactly the real token as Bearer (%d values)", len(v))
 	}
-	for k, want := range map[string]string{"Copilot-Integration-Id": "test-integration", "X-GitHub-Api-Version": "2025-05-01", "X-Interaction-Id": "4242-1"} {
+	for k, want := range map[string]string{"Copilot-Integration-Id": "test-integration", "X-GitHub-Api-Version": copilot.DefaultAPIVersion, "X-Interaction-Id": "4242-1"} {
 		if v := got[0].Header.Get(k); v != want {
 			t.Errorf("added %s = %q, want %q", k, v, want)
 		}
