@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,15 @@ func Exchange(ctx context.Context, client *http.Client, restAPIURL string, tok T
 	if err != nil {
 		return ExchangeReply{}, err
 	}
+	return ParseExchangeReply(body)
+}
+
+// maxRefreshIn bounds refresh_in: a larger value (or one that would overflow a Duration) is
+// ignored, so a hostile or broken reply cannot pin a token in the cache for ever.
+const maxRefreshIn = 24 * 60 * 60
+
+// ParseExchangeReply decodes a token exchange body. Errors never quote the body (it holds a token).
+func ParseExchangeReply(body []byte) (ExchangeReply, error) {
 	var w exchangeWire
 	if err := json.Unmarshal(body, &w); err != nil {
 		return ExchangeReply{}, fmt.Errorf("decode %s reply: %w", ExchangePath, err)
@@ -45,8 +55,15 @@ func Exchange(ctx context.Context, client *http.Client, restAPIURL string, tok T
 	if w.Token == "" {
 		return ExchangeReply{}, fmt.Errorf("%s reply has no token", ExchangePath)
 	}
-	r := ExchangeReply{Token: NewToken(w.Token), RefreshIn: time.Duration(w.RefreshIn) * time.Second,
-		Endpoints: w.Endpoints, SKU: w.SKU}
+	r := ExchangeReply{Token: NewToken(w.Token), Endpoints: w.Endpoints, SKU: w.SKU}
+	// It goes into an Authorization header: blank (after the scheme is stripped), white space or
+	// control bytes would send an empty credential or fail every request later.
+	if v := r.Token.Reveal(); v == "" || strings.IndexFunc(v, func(c rune) bool { return c <= ' ' || c >= 0x7f }) >= 0 {
+		return ExchangeReply{}, fmt.Errorf("%s reply has no usable token (empty, or white space or control characters in it)", ExchangePath)
+	}
+	if w.RefreshIn > 0 && w.RefreshIn <= maxRefreshIn {
+		r.RefreshIn = time.Duration(w.RefreshIn) * time.Second
+	}
 	if w.ExpiresAt > 0 {
 		r.ExpiresAt = time.Unix(w.ExpiresAt, 0)
 	}
