@@ -124,6 +124,13 @@ grep -q '":"[^"]' <<<"$outs" && die "the failed route step left outputs with val
 scan_tokens "$work/bad.log" "$token"
 log "e2e-bad-input passed"
 
+log "act: e2e-detect-only.yml (start-proxy: false, no token: allowlist only, nothing to stop)"
+run_act e2e-detect-only.yml "$work/detect-only.log" || fail_with_log "$work/detect-only.log" "the detect-only workflow failed"
+[[ -f "$work/out/detect-only" ]] || fail_with_log "$work/detect-only.log" "the detect-only workflow did not reach its check"
+actlog text "$work/detect-only.log" >"$work/detect-only.txt"
+grep -q 'no proxy was started in this job; nothing to stop' "$work/detect-only.txt" || die "./stop did not say there was nothing to stop"
+log "e2e-detect-only passed"
+
 # Speed: the detect step and start-to-ready, each as a whole process (what a step costs).
 m="$work/measure"
 mkdir -p "$m/rt"
