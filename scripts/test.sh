@@ -51,4 +51,11 @@ bash scripts/test-reproducible.sh || die "the release build is not reproducible"
 log "end-to-end: the action under nektos/act (host mode, loopback-only sandbox, fake tenant as acme.ghe.com)"
 bash scripts/e2e-act.sh || die "the act end-to-end test failed: rerun scripts/e2e-act.sh (E2E_KEEP=1 keeps its logs)"
 
+log "fuzz (short): request router, advertised-endpoint validation, exchange-reply parser (FUZZTIME=${FUZZTIME:-10s} each)"
+FUZZTIME=${FUZZTIME:-10s} bash scripts/fuzz.sh short FuzzRoute FuzzValidateEndpoint FuzzParseExchangeReply ||
+  die "a fuzz target failed: see above (scripts/fuzz.sh long runs them for minutes)"
+
+log "soak (CI mode, about a minute): 1,000 concurrent 500-chunk streams hash-checked, then mixed traffic with fake-tenant restarts"
+bash scripts/soak.sh ci || die "the soak failed: rerun scripts/soak.sh ci"
+
 log "all tests passed in $(( $(date +%s) - start ))s"
