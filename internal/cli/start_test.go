@@ -394,7 +394,7 @@ func TestStopWithoutAProxy(t *testing.T) {
 	}{
 		{"never started", "", "No proxy was started in this job", ""},
 		{"damaged state", "{not json", "", "::warning"},
-		{"proxy already gone", `{"pid":2147483000,"identity":"1","url":"http://127.0.0.1:1","client_token":"ghs_x"}`, "at stop: already-gone", ""},
+		{"proxy already gone", `{"pid":2147483000,"identity":"1","url":"http://127.0.0.1:1","client_token":"ghs_x","log_file":"/x/proxy.log"}`, "at stop: already-gone", "had exited before stop"},
 		{"pid reused by another process", fmt.Sprintf(`{"pid":%d,"identity":"1","url":"http://127.0.0.1:1"}`, os.Getpid()), "at stop: not-ours", "no longer the proxy"},
 	}
 	for _, tc := range cases {

@@ -51,6 +51,9 @@ func runStop(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	if stopErr != nil {
 		warn(a, stderr, "copilot-route stop", fmt.Sprintf("stopping the proxy (pid %d): %v", st.PID, stopErr))
 	}
+	if res == daemon.AlreadyGone {
+		warn(a, stderr, "copilot-route stop", fmt.Sprintf("the proxy (pid %d) had exited before stop: agents after that point got no answer; its log is %s", st.PID, st.LogFile))
+	}
 	if res == daemon.NotOurs {
 		warn(a, stderr, "copilot-route stop", fmt.Sprintf("pid %d is no longer the proxy (it exited and the pid was reused); left it alone", st.PID))
 	}
