@@ -355,6 +355,10 @@ func parseURL(input, raw string, allowBare bool, example string) (*url.URL, erro
 	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
 		return nil, bad("a URL must not carry a query or fragment")
 	}
+	// A percent-encoded control byte (%00, %0a) decodes into a URL that no longer parses.
+	if strings.IndexFunc(u.Path, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return nil, bad("the path holds a control character")
+	}
 	if err := checkHost(u.Hostname()); err != nil {
 		return nil, bad(err.Error())
 	}
@@ -410,7 +414,8 @@ func parseTarget(raw string) (string, error) {
 	if u.Scheme != "https" {
 		return "", &InputError{Input: "copilot-api-target", Value: Quote(raw), Problem: "the Copilot API must be reached over https", Example: example}
 	}
-	return strings.TrimRight(originOf(u)+u.Path, "/"), nil
+	// Escaped: a decoded %3F or %23 would turn part of the path into a query or fragment.
+	return strings.TrimRight(originOf(u)+u.EscapedPath(), "/"), nil
 }
 
 // checkHost refuses host names that cannot be real: bad characters, empty labels.
