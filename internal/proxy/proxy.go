@@ -269,9 +269,16 @@ func (p *Proxy) newTransport() *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   128,
-		IdleConnTimeout:       90 * time.Second,
-		ReadBufferSize:        32 << 10,
-		WriteBufferSize:       32 << 10,
+		// Bounds the connections to one upstream. Without it, a burst of requests beyond the
+		// server's HTTP/2 stream limit (250 on Go, often 100) makes the transport dial one new TLS
+		// connection per waiting request: 1,000 streams opened at once gave ~600 upstream
+		// connections and 95-116 MiB RSS; with the bound, 4-6 connections and ~71 MiB
+		// (scripts/bench.sh, docs/performance.md). An HTTP/1.1-only upstream gets at most this
+		// many requests at once; more wait for a free connection.
+		MaxConnsPerHost: 128,
+		IdleConnTimeout: 90 * time.Second,
+		ReadBufferSize:  32 << 10,
+		WriteBufferSize: 32 << 10,
 	}
 }
 
