@@ -106,6 +106,8 @@ func runBench(args []string) error {
 	fs.BoolVar(&c.quick, "quick", false, "a smoke run under a minute: one repetition, short and small workloads")
 	fs.IntVar(&c.reps, "reps", 3, "repetitions of each A/B pair (medians are reported)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "length of each GET /models run")
+	skipAB := fs.Bool("hold-only", false, "measure only the memory with open streams (for tuning)")
+	hold := fs.Int("hold", 0, "streams to hold open for the memory figure (default 1,000; 200 with -quick)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -115,6 +117,9 @@ func runBench(args []string) error {
 		c.reps, c.duration = 1, 2*time.Second
 		c.sseChunks, c.sseStreams, c.holdStreams = 40, 64, 200
 		c.uploads, c.detectRuns, c.startRuns = 2, 5, 2
+	}
+	if *hold > 0 {
+		c.holdStreams = *hold
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -200,6 +205,9 @@ func runBench(args []string) error {
 	body := make([]byte, 10<<20)
 	rand.Read(body)
 	ctx := context.Background()
+	if *skipAB {
+		c.reps = 0
+	}
 	for rep := 1; rep <= c.reps; rep++ {
 		progress("repetition %d/%d (load %s)", rep, c.reps, loadavg())
 		var m1, m64 pair[wrkResult]
@@ -265,6 +273,10 @@ func runBench(args []string) error {
 	}
 	time.Sleep(time.Second)
 	ps, err := readProc(pid)
+	if c.profileDir != "" {
+		px.Process.Signal(syscall.SIGUSR1) // bench proxy writes heap-open-streams.prof
+		time.Sleep(500 * time.Millisecond)
+	}
 	cancel()
 	wait()
 	if err != nil {
@@ -278,6 +290,9 @@ func runBench(args []string) error {
 	res.RSSAfterMiB, res.PeakRSSMiB = mib(ps.RSS), mib(ps.HWM)
 	progress("  %d open streams: proxy RSS %.1f MiB (peak %.1f MiB)", c.holdStreams, res.RSSHoldMiB, res.PeakRSSMiB)
 
+	if *skipAB {
+		return nil
+	}
 	// Whole-process wall times of detect and start.
 	if res.Raw.DetectMS, err = timeDetect(c); err != nil {
 		return err

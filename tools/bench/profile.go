@@ -71,6 +71,21 @@ func runProfiledProxy(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// SIGUSR1: a heap profile now (bench sends it while many streams are open).
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		for range usr1 {
+			if f, err := os.Create(filepath.Join(*dir, "heap-open-streams.prof")); err == nil {
+				pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Fprintf(os.Stderr, "bench proxy: %d goroutines, heap in use %.1f MiB, stacks %.1f MiB, sys %.1f MiB\n",
+				runtime.NumGoroutine(), float64(ms.HeapInuse)/(1<<20), float64(ms.StackInuse)/(1<<20), float64(ms.Sys)/(1<<20))
+		}
+	}()
 	p, err := proxy.New(ctx, proxy.Config{
 		Endpoints: ep, ExplicitTarget: true,
 		Token:       copilot.NewToken(os.Getenv("COPILOT_GITHUB_TOKEN")),
