@@ -25,3 +25,11 @@ args=(-binary "$binary" -wrk "$(command -v wrk)" -out "${BENCH_OUT:-$ROOT/bench-
 
 log "benchmark (load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs)"
 "$TOOLS/bin/copilot-route-bench" "${args[@]}" || die "the benchmark failed (see the messages above)"
+
+# The proxy's own per-request work (auth, route, header rewrite, stats, log line) and the whole
+# request in one process, with allocations.
+benchtime=1s
+[[ -n "${BENCH_QUICK:-}" && "${BENCH_QUICK}" != 0 ]] && benchtime=2000x
+log "microbenchmarks: go test -run '^\$' -bench 'HotPath|Models' -benchmem -benchtime $benchtime ./internal/proxy"
+go test -run '^$' -bench 'HotPath|Models' -benchmem -benchtime "$benchtime" ./internal/proxy ||
+  die "the proxy microbenchmarks failed"

@@ -58,4 +58,8 @@ FUZZTIME=${FUZZTIME:-10s} bash scripts/fuzz.sh short FuzzRoute FuzzValidateEndpo
 log "soak (CI mode, about a minute): 1,000 concurrent 500-chunk streams hash-checked, then mixed traffic with fake-tenant restarts"
 bash scripts/soak.sh ci || die "the soak failed: rerun scripts/soak.sh ci"
 
+log "benchmark smoke run (BENCH_QUICK=1 scripts/bench.sh: figures printed, nothing asserted; scripts/bench.sh is the real run)"
+BENCH_QUICK=1 BENCH_OUT="$TOOLS/bench-results-quick.json" bash scripts/bench.sh ||
+  die "the benchmark smoke run failed: rerun BENCH_QUICK=1 scripts/bench.sh"
+
 log "all tests passed in $(( $(date +%s) - start ))s"
