@@ -202,7 +202,8 @@ func TestStartFailures(t *testing.T) {
 		tail       string
 	}{
 		{"exits early", "crash", 0, "exited before it was ready", "serve: bad flag --nope"},
-		{"never ready", "never", 300 * time.Millisecond, "not ready after 300ms", "waiting for something"},
+		// Long enough for the child to print its line on a loaded machine: the tail is what is checked.
+		{"never ready", "never", 3 * time.Second, "not ready after 3s", "waiting for something"},
 		{"unknown mode", "no-such-mode", 0, "exit status 99", ""},
 	}
 	for _, tc := range cases {
