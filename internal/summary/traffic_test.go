@@ -82,7 +82,8 @@ func (tc trafficCase) run(t *testing.T) proxy.Stats {
 	p, err := proxy.New(context.Background(), proxy.Config{
 		Endpoints: ep, Token: copilot.NewToken(diagnosetest.PATToken), ClientToken: copilot.NewToken(clientToken),
 		RootCAs: roots, DialContext: diagnose.StaticDialer(w.Dial),
-		DialTimeout: 2 * time.Second, TLSHandshakeTimeout: 2 * time.Second,
+		// Generous: no case here is about timeouts, and a loaded CI machine must not make one.
+		DialTimeout: 20 * time.Second, TLSHandshakeTimeout: 20 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
