@@ -22,7 +22,7 @@ import (
 )
 
 // runDemo runs the whole flow of the action on this machine, with no credentials and no network
-// beyond loopback: the simulated tenant poses as acme.ghe.com; detect, start (a real background
+// beyond loopback: the simulated tenant poses as acme.ghe.com; detect, diagnose, start (a real background
 // proxy), one streamed Copilot request through the proxy, and stop run as Actions steps would,
 // against fake runner files in a temporary directory. It prints what a workflow would see.
 func runDemo(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) int {
@@ -101,6 +101,10 @@ func runDemo(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	fmt.Fprintln(stdout, "\nSteps, as the action runs them:")
 	if code, _, _ := step("detect", runDetect, "--format", "none"); code != 0 {
 		return fail("detect failed")
+	}
+	// As the action does, by default: probe the tenant with the real token and explain it.
+	if code, _, _ := step("diagnose", runDiagnose, "--format", "none"); code != 0 {
+		return fail("diagnose failed")
 	}
 	startArgs := []string{}
 	if *serveBinary != "" {

@@ -71,6 +71,8 @@ func runDiagnose(ctx context.Context, env Env, args []string, stdout, stderr io.
 	format := fs.String("format", defaultFormat, "what to print on stdout: "+diagnoseFormats)
 	strict := fs.Bool("strict", false, "exit 1 when the verdict is \"will not work\" [env INPUT_DIAGNOSE=strict]")
 	timeout := fs.Duration("timeout", diagnose.DefaultTimeout, "time limit of each probe's request")
+	resolve := resolveFlag{}
+	fs.Var(resolve, "resolve", "HOST:PORT:ADDR[:PORT]: dial ADDR for HOST:PORT and refuse every other name (repeatable; tests and demos; also env COPILOT_ROUTE_RESOLVE, space-separated)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: copilot-route diagnose [flags]\n\nProbes the REST API, the Copilot seat, the token exchange and the Copilot API with the real token\n"+
 			"(from INPUT_GITHUB_TOKEN or COPILOT_GITHUB_TOKEN, never a flag) and says what each answer means.")
@@ -160,7 +162,16 @@ func runDiagnose(ctx context.Context, env Env, args []string, stdout, stderr io.
 			return fail("copilot-route: bad input ca-file", fmt.Errorf("read the CA file: %w (give a readable PEM file)", err))
 		}
 	}
-	client, err := diagnose.NewClient(diagnose.ClientConfig{ExtraCAPEM: caPEM})
+	for _, r := range strings.Fields(env.Getenv("COPILOT_ROUTE_RESOLVE")) {
+		if err := resolve.Set(r); err != nil {
+			return fail("copilot-route: bad COPILOT_ROUTE_RESOLVE", err)
+		}
+	}
+	cc := diagnose.ClientConfig{ExtraCAPEM: caPEM}
+	if len(resolve) > 0 {
+		cc.DialContext = diagnose.StaticDialer(resolve)
+	}
+	client, err := diagnose.NewClient(cc)
 	if err != nil {
 		return fail("copilot-route: bad input ca-file", err)
 	}
