@@ -156,10 +156,15 @@ func runDemo(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 		return fail("stop failed")
 	}
 
+	// Count the requests that carried a credential (diagnose's /meta probe carries none).
 	seen, withReal := 0, 0
 	for _, r := range tenant.Requests() {
+		auth := r.Header.Get("Authorization")
+		if auth == "" {
+			continue
+		}
 		seen++
-		if strings.HasSuffix(r.Header.Get("Authorization"), " "+realToken) {
+		if strings.HasSuffix(auth, " "+realToken) {
 			withReal++
 		}
 	}
@@ -188,7 +193,7 @@ func runDemo(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	fmt.Fprintln(stdout, strings.Repeat("-", 72))
 	fmt.Fprint(stdout, redactAll(string(summary), realToken, client))
 	fmt.Fprintln(stdout, strings.Repeat("-", 72))
-	fmt.Fprintf(stdout, "\nThe reply %q came through the proxy. The tenant saw %d requests, %d with the real token;\n"+
+	fmt.Fprintf(stdout, "\nThe reply %q came through the proxy. The tenant saw %d requests with a credential, %d with the real token;\n"+
 		"the agent held only the client token, which the tenant would have refused.\n", reply, seen, withReal)
 	return 0
 }

@@ -36,7 +36,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
-	if m := regexp.MustCompile(`The tenant saw (\d+) requests, (\d+) with the real token`).FindStringSubmatch(got); m == nil || m[1] != m[2] || m[1] == "0" {
+	if m := regexp.MustCompile(`The tenant saw (\d+) requests with a credential, (\d+) with the real token`).FindStringSubmatch(got); m == nil || m[1] != m[2] || m[1] == "0" {
 		t.Errorf("the tenant's requests did not all carry the real token: %v", m)
 	}
 	// Neither token may show: the client token is masked, the real one never printed.
