@@ -106,6 +106,11 @@ func runBench(args []string) error {
 	fs.BoolVar(&c.quick, "quick", false, "a smoke run under a minute: one repetition, short and small workloads")
 	fs.IntVar(&c.reps, "reps", 3, "repetitions of each A/B pair (medians are reported)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "length of each GET /models run")
+	var proxyEnv []string
+	fs.Func("proxy-env", "KEY=VALUE added to the proxy's environment (repeatable; e.g. GOMEMLIMIT=48MiB for tuning)", func(v string) error {
+		proxyEnv = append(proxyEnv, v)
+		return nil
+	})
 	skipAB := fs.Bool("hold-only", false, "measure only the memory with open streams (for tuning)")
 	hold := fs.Int("hold", 0, "streams to hold open for the memory figure (default 1,000; 200 with -quick)")
 	if err := fs.Parse(args); err != nil {
@@ -169,7 +174,10 @@ func runBench(args []string) error {
 		serveArgs = append([]string{"proxy", "-profile", c.profileDir}, serveArgs[1:]...)
 	}
 	res.ProxyCommand = "copilot-route " + strings.Join(serveArgs, " ")
-	env := []string{"COPILOT_GITHUB_TOKEN=" + realToken, "COPILOT_ROUTE_CLIENT_TOKEN=" + clientToken}
+	// GOMEMLIMIT as start gives it to the serve it launches (internal/cli/start.go); -proxy-env
+	// entries come later and win.
+	env := append([]string{"COPILOT_GITHUB_TOKEN=" + realToken, "COPILOT_ROUTE_CLIENT_TOKEN=" + clientToken,
+		"GOMEMLIMIT=48MiB"}, proxyEnv...)
 	px, pxLine, err := startChild(proxyExe, serveArgs, env, filepath.Join(c.workdir, "proxy.err"))
 	if err != nil {
 		return fmt.Errorf("start the proxy (%s): %w", proxyExe, err)
