@@ -60,6 +60,13 @@ func ValidateEndpoint(raw, tenantHost string) (string, error) {
 	if host == "" || net.ParseIP(host) != nil || strings.ContainsAny(host, "[]:%") {
 		return "", fmt.Errorf("endpoint %q has no host name", raw)
 	}
+	// url.Parse admits RFC 3986 sub-delims (!$&'()*+,;=) in a host: only DNS names may pass.
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' ||
+			strings.Trim(label, "abcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+			return "", fmt.Errorf("endpoint %q has no valid DNS host name", raw)
+		}
+	}
 	tenantHost = strings.ToLower(tenantHost)
 	switch {
 	case tenantHost != "":
