@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -355,6 +356,8 @@ func TestFaultMatrix(t *testing.T) {
 			if tc.after != nil {
 				tc.after(t, h, ft, dns)
 			}
+			scanForms(t, "the reply", body, realToken, h.client)
+			t.Cleanup(func() { scanForms(t, "the proxy log", h.log.Bytes(), realToken, h.client) })
 			// Still healthy: health answers and the other upstream serves.
 			if s, _, b := h.do(t, http.MethodGet, HealthPath, "", "", nil); s != 200 {
 				t.Errorf("health after the fault = %d %s", s, b)
@@ -435,4 +438,23 @@ func faultRequest(t *testing.T, tr *http.Transport, h *harness, path string, han
 	_ = resp.Header.Write(&hb)
 	scanSecrets(t, "reply", append([]byte(hb.String()), b...), realToken)
 	return resp.StatusCode, b, err
+}
+
+// scanForms fails if b holds any secret as is, behind an Authorization scheme, or base64-encoded
+// at any byte alignment (the log and replies are also scanned for the plain forms by setup and
+// h.do; this adds the encoded ones).
+func scanForms(t *testing.T, where string, b []byte, secrets ...string) {
+	t.Helper()
+	for _, s := range secrets {
+		forms := []string{s, "Bearer " + s, "token " + s, base64.RawURLEncoding.EncodeToString([]byte(s))}
+		for k := 0; k < 3; k++ {
+			enc := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("\x00", k) + s))
+			forms = append(forms, enc[4:len(enc)-4])
+		}
+		for _, f := range forms {
+			if strings.Contains(string(b), f) {
+				t.Errorf("%s holds a secret (%.8s…) in some form", where, s)
+			}
+		}
+	}
 }
