@@ -112,6 +112,7 @@ func runBench(args []string) error {
 		return nil
 	})
 	skipAB := fs.Bool("hold-only", false, "measure only the memory with open streams (for tuning)")
+	only := fs.String("only", "", "comma-separated subset of models,sse,upload to run (for tuning; the default runs all)")
 	hold := fs.Int("hold", 0, "streams to hold open for the memory figure (default 1,000; 200 with -quick)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -216,60 +217,67 @@ func runBench(args []string) error {
 	if *skipAB {
 		c.reps = 0
 	}
+	want := func(w string) bool { return *only == "" || strings.Contains(","+*only+",", ","+w+",") }
 	for rep := 1; rep <= c.reps; rep++ {
 		progress("repetition %d/%d (load %s)", rep, c.reps, loadavg())
 		var m1, m64 pair[wrkResult]
-		if m1.Direct, err = runWrk(c.wrk, A, 1, c.duration); err != nil {
-			return err
+		if want("models") {
+			if m1.Direct, err = runWrk(c.wrk, A, 1, c.duration); err != nil {
+				return err
+			}
+			if m1.Proxy, err = runWrk(c.wrk, B, 1, c.duration); err != nil {
+				return err
+			}
+			if m64.Direct, err = runWrk(c.wrk, A, 64, c.duration); err != nil {
+				return err
+			}
+			before, err := readProc(pid)
+			if err != nil {
+				return err
+			}
+			if m64.Proxy, err = runWrk(c.wrk, B, 64, c.duration); err != nil {
+				return err
+			}
+			after, err := readProc(pid)
+			if err != nil {
+				return err
+			}
+			res.Raw.CPUPer10k = append(res.Raw.CPUPer10k, (after.CPU-before.CPU).Seconds()/float64(m64.Proxy.Requests)*1e4)
+			res.Raw.Models1 = append(res.Raw.Models1, m1)
+			res.Raw.Models64 = append(res.Raw.Models64, m64)
+			progress("  /models: 1 client %.0f vs %.0f req/s, 64 clients %.0f vs %.0f req/s", m1.Direct.RPS, m1.Proxy.RPS, m64.Direct.RPS, m64.Proxy.RPS)
 		}
-		if m1.Proxy, err = runWrk(c.wrk, B, 1, c.duration); err != nil {
-			return err
-		}
-		if m64.Direct, err = runWrk(c.wrk, A, 64, c.duration); err != nil {
-			return err
-		}
-		before, err := readProc(pid)
-		if err != nil {
-			return err
-		}
-		if m64.Proxy, err = runWrk(c.wrk, B, 64, c.duration); err != nil {
-			return err
-		}
-		after, err := readProc(pid)
-		if err != nil {
-			return err
-		}
-		res.Raw.CPUPer10k = append(res.Raw.CPUPer10k, (after.CPU-before.CPU).Seconds()/float64(m64.Proxy.Requests)*1e4)
-		res.Raw.Models1 = append(res.Raw.Models1, m1)
-		res.Raw.Models64 = append(res.Raw.Models64, m64)
-		progress("  /models: 1 client %.0f vs %.0f req/s, 64 clients %.0f vs %.0f req/s", m1.Direct.RPS, m1.Proxy.RPS, m64.Direct.RPS, m64.Proxy.RPS)
 
 		var s1, sN pair[sseResult]
-		for _, run := range []struct {
-			p *pair[sseResult]
-			n int
-		}{{&s1, 1}, {&sN, c.sseStreams}} {
-			if run.p.Direct, err = runSSE(ctx, A, run.n, c.sseChunks, 5*time.Millisecond, 100); err != nil {
-				return err
+		if want("sse") {
+			for _, run := range []struct {
+				p *pair[sseResult]
+				n int
+			}{{&s1, 1}, {&sN, c.sseStreams}} {
+				if run.p.Direct, err = runSSE(ctx, A, run.n, c.sseChunks, 5*time.Millisecond, 100); err != nil {
+					return err
+				}
+				if run.p.Proxy, err = runSSE(ctx, B, run.n, c.sseChunks, 5*time.Millisecond, 100); err != nil {
+					return err
+				}
 			}
-			if run.p.Proxy, err = runSSE(ctx, B, run.n, c.sseChunks, 5*time.Millisecond, 100); err != nil {
-				return err
-			}
+			res.Raw.SSE1 = append(res.Raw.SSE1, s1)
+			res.Raw.SSEMany = append(res.Raw.SSEMany, sN)
+			progress("  SSE %d streams: first chunk p50 %.2f vs %.2f ms, chunk delay p99 %.2f vs %.2f ms", c.sseStreams,
+				sN.Direct.FirstChunkP50, sN.Proxy.FirstChunkP50, sN.Direct.ChunkDelayP99, sN.Proxy.ChunkDelayP99)
 		}
-		res.Raw.SSE1 = append(res.Raw.SSE1, s1)
-		res.Raw.SSEMany = append(res.Raw.SSEMany, sN)
-		progress("  SSE %d streams: first chunk p50 %.2f vs %.2f ms, chunk delay p99 %.2f vs %.2f ms", c.sseStreams,
-			sN.Direct.FirstChunkP50, sN.Proxy.FirstChunkP50, sN.Direct.ChunkDelayP99, sN.Proxy.ChunkDelayP99)
 
 		var u pair[float64]
-		if u.Direct, err = runUpload(A, body, c.uploads); err != nil {
-			return err
+		if want("upload") {
+			if u.Direct, err = runUpload(A, body, c.uploads); err != nil {
+				return err
+			}
+			if u.Proxy, err = runUpload(B, body, c.uploads); err != nil {
+				return err
+			}
+			res.Raw.Upload = append(res.Raw.Upload, u)
+			progress("  10 MiB upload: %.0f vs %.0f MB/s", u.Direct, u.Proxy)
 		}
-		if u.Proxy, err = runUpload(B, body, c.uploads); err != nil {
-			return err
-		}
-		res.Raw.Upload = append(res.Raw.Upload, u)
-		progress("  10 MiB upload: %.0f vs %.0f MB/s", u.Direct, u.Proxy)
 	}
 
 	// Memory with many streams open at once.
@@ -298,7 +306,7 @@ func runBench(args []string) error {
 	res.RSSAfterMiB, res.PeakRSSMiB = mib(ps.RSS), mib(ps.HWM)
 	progress("  %d open streams: proxy RSS %.1f MiB (peak %.1f MiB)", c.holdStreams, res.RSSHoldMiB, res.PeakRSSMiB)
 
-	if *skipAB {
+	if *skipAB || *only != "" {
 		return nil
 	}
 	// Whole-process wall times of detect and start.
