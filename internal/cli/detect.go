@@ -62,34 +62,13 @@ func runDetect(_ context.Context, env Env, args []string, stdout, stderr io.Writ
 	stderr = redactWriter{w: stderr, s: secrets}
 
 	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	flags := map[string]*string{}
-	for _, in := range detectInputs {
-		flags[in.name] = fs.String(in.name, "", in.usage+" [env "+actions.InputEnv(in.name)+"]")
-	}
+	flags := addInputFlags(fs, detectInputs, actions.InputEnv)
 	format := fs.String("format", "text", "what to print on stdout: "+detectFormats)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: copilot-route detect [flags]\n\nFlags win over INPUT_* variables, which win over the runner's GITHUB_* variables.\nThe token comes only from INPUT_GITHUB_TOKEN or COPILOT_GITHUB_TOKEN and is never printed.")
-		fs.PrintDefaults()
+	if code, ok := parseFlags(fs, args, stderr, "Flags win over INPUT_* variables, which win over the runner's GITHUB_* variables.\n"+
+		"The token comes only from INPUT_GITHUB_TOKEN or COPILOT_GITHUB_TOKEN and is never printed."); !ok {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "copilot-route detect: unexpected argument %s\n", platform.Quote(fs.Arg(0)))
-		return 2
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	value := func(name string) string {
-		if set[name] {
-			return strings.TrimSpace(*flags[name])
-		}
-		return act.Input(name)
-	}
+	value := flags.or(act.Input)
 
 	fail := func(err error) int {
 		msg := secrets.redact(err.Error())

@@ -62,31 +62,16 @@ func runDiagnose(ctx context.Context, env Env, args []string, stdout, stderr io.
 	}
 
 	fs := flag.NewFlagSet("diagnose", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	flags := map[string]*string{}
-	for _, in := range diagnoseInputs {
-		flags[in.name] = fs.String(in.name, "", in.usage+" [env "+actions.InputEnv(in.name)+"]")
-	}
+	flags := addInputFlags(fs, diagnoseInputs, actions.InputEnv)
 	defaultFormat := "text"
 	format := fs.String("format", defaultFormat, "what to print on stdout: "+diagnoseFormats)
 	strict := fs.Bool("strict", false, "exit 1 when the verdict is \"will not work\" [env INPUT_DIAGNOSE=strict]")
 	timeout := fs.Duration("timeout", diagnose.DefaultTimeout, "time limit of each probe's request")
 	resolve := resolveFlag{}
 	fs.Var(resolve, "resolve", "HOST:PORT:ADDR[:PORT]: dial ADDR for HOST:PORT and refuse every other name (repeatable; tests and demos; also env COPILOT_ROUTE_RESOLVE, space-separated)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: copilot-route diagnose [flags]\n\nProbes the REST API, the Copilot seat, the token exchange and the Copilot API with the real token\n"+
-			"(from INPUT_GITHUB_TOKEN or COPILOT_GITHUB_TOKEN, never a flag) and says what each answer means.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "copilot-route diagnose: unexpected argument %s\n", platform.Quote(fs.Arg(0)))
-		return 2
+	if code, ok := parseFlags(fs, args, stderr, "Probes the REST API, the Copilot seat, the token exchange and the Copilot API with the real token\n"+
+		"(from INPUT_GITHUB_TOKEN or COPILOT_GITHUB_TOKEN, never a flag) and says what each answer means."); !ok {
+		return code
 	}
 	switch *format {
 	case "text", "json", "markdown", "none":
@@ -98,14 +83,7 @@ func runDiagnose(ctx context.Context, env Env, args []string, stdout, stderr io.
 		fmt.Fprintln(stderr, "copilot-route diagnose: --timeout must be between 1ms and 1m, e.g. 5s")
 		return 2
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	value := func(name string) string {
-		if set[name] {
-			return strings.TrimSpace(*flags[name])
-		}
-		return act.Input(name)
-	}
+	value := flags.or(act.Input)
 
 	mode := strings.ToLower(act.Input("diagnose"))
 	if mode == "strict" {

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -67,7 +66,6 @@ func fakeTenantModeNames() string {
 // runFakeTenant serves the simulated tenant until ctx ends (SIGINT/SIGTERM in the binary).
 func runFakeTenant(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("fake-tenant", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:0", "listen `address` (loopback)")
 	host := fs.String("host", "acme.ghe.com", "the tenant `host` it poses as (its certificate covers HOST and *.HOST)")
 	caOut := fs.String("ca-out", "", "write the CA certificate (PEM) to `file`; default a temporary file removed at exit")
@@ -76,20 +74,8 @@ func runFakeTenant(ctx context.Context, env Env, args []string, stdout, stderr i
 	mode := fs.String("mode", "healthy", "behaviour preset: "+fakeTenantModeNames())
 	reply := fs.String("reply", "", "the assistant's reply `text` (default \""+faketenant.DefaultReplyText+"\")")
 	logFile := fs.String("request-log", "", "append one JSON line per request to `file` (header names and a token hash, never a secret)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: copilot-route fake-tenant [flags]")
-		fmt.Fprintln(stderr, "Serves a simulated GitHub + Copilot tenant over TLS and prints {\"url\",\"ca_file\",\"pid\"}.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "fake-tenant: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, ok := parseFlags(fs, args, stderr, "Serves a simulated GitHub + Copilot tenant over TLS and prints {\"url\",\"ca_file\",\"pid\"}."); !ok {
+		return code
 	}
 	preset, ok := fakeTenantModes[*mode]
 	if !ok {

@@ -163,7 +163,7 @@ func TestFakeTenantCommandRefusesBadFlags(t *testing.T) {
 	}{
 		{[]string{"--mode", "nope"}, nil, "unknown --mode"},
 		{[]string{"--token-env", "UNSET_VAR"}, nil, "empty variable"},
-		{[]string{"extra"}, nil, "unexpected arguments"},
+		{[]string{"extra"}, nil, "unexpected argument"},
 		{[]string{"--listen", "127.0.0.1:notaport"}, nil, "listen"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -52,18 +51,8 @@ func (r resolveFlag) Set(v string) error {
 // gracefully and exits 0.
 func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on (port 0: a free port)")
-	flags := map[string]*string{}
-	for _, name := range []string{"server-url", "api-url", "copilot-host", "copilot-api-target", "platform"} {
-		usage := ""
-		for _, in := range detectInputs {
-			if in.name == name {
-				usage = in.usage
-			}
-		}
-		flags[name] = fs.String(name, "", usage)
-	}
+	flags := addInputFlags(fs, pickInputs(detectInputs, "server-url", "api-url", "copilot-host", "copilot-api-target", "platform"), nil)
 	caFile := fs.String("ca-file", "", "PEM file of extra roots for upstream TLS (TLS-inspecting proxies, tests)")
 	authScheme := fs.String("auth-scheme", proxy.SchemeAuto, "Authorization scheme upstream: auto (Bearer, switching to token on a \"badly formatted\" reply), bearer or token")
 	integrationID := fs.String("integration-id", copilot.DefaultIntegrationID, "Copilot-Integration-Id for clients that send none")
@@ -74,21 +63,10 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	grace := fs.Duration("shutdown-grace", proxy.DefaultShutdownGrace, "on SIGTERM, how long open streams may finish")
 	resolve := resolveFlag{}
 	fs.Var(resolve, "resolve", "HOST:PORT:ADDR[:PORT]: dial ADDR for HOST:PORT (repeatable; for tests and demos)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: copilot-route serve [flags]\n\nRuns the Copilot routing proxy. The real token comes from COPILOT_GITHUB_TOKEN (or --token-env),\n"+
-			"the client token from COPILOT_ROUTE_CLIENT_TOKEN (generated when unset, then written only to --ready-file).\n"+
-			"Prints {\"url\":...,\"pid\":...} on stdout once listening; SIGTERM stops it gracefully.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "copilot-route serve: unexpected argument %s\n", platform.Quote(fs.Arg(0)))
-		return 2
+	if code, ok := parseFlags(fs, args, stderr, "Runs the Copilot routing proxy. The real token comes from COPILOT_GITHUB_TOKEN (or --token-env),\n"+
+		"the client token from COPILOT_ROUTE_CLIENT_TOKEN (generated when unset, then written only to --ready-file).\n"+
+		"Prints {\"url\":...,\"pid\":...} on stdout once listening; SIGTERM stops it gracefully."); !ok {
+		return code
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "copilot-route serve: "+format+"\n", a...)
@@ -116,14 +94,7 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		return fail("%s equals the GitHub token: the client token must be a different value, the agent must never hold the real one", envClientToken)
 	}
 
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	in, _, err := detectInput(env, func(name string) string {
-		if p, ok := flags[name]; ok && set[name] {
-			return strings.TrimSpace(*p)
-		}
-		return ""
-	})
+	in, _, err := detectInput(env, flags.or(nil))
 	if err != nil {
 		return fail("%v", err)
 	}
