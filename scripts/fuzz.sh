@@ -33,15 +33,20 @@ done
 
 log "fuzzing ${#targets[@]} targets, $FUZZTIME each ($mode)"
 summary=()
+failed=()
 for t in "${targets[@]}"; do
   pkg=${t%%:*} fn=${t##*:}
   out=$(mktemp)
   start=$(date +%s)
   # -parallel 2: the machines this runs on have two cores.
   if ! go test -run='^$' -fuzz="^${fn}\$" -fuzztime="$FUZZTIME" -parallel=2 "./$pkg" >"$out" 2>&1; then
-    cat "$out" >&2
+    grep -v '^fuzz: elapsed' "$out" >&2
     rm -f "$out"
-    die "fuzzing $fn in $pkg found a failure: the input is saved under $pkg/testdata/fuzz/$fn; rerun 'go test -run=$fn ./$pkg'"
+    line="$fn in $pkg FAILED: the input is saved under $pkg/testdata/fuzz/$fn; rerun 'go test -run=$fn ./$pkg'"
+    echo "$line"
+    summary+=("$line")
+    failed+=("$fn")
+    continue # the other targets still run
   fi
   execs=$(grep -o 'execs: [0-9]*' "$out" | tail -1 | grep -o '[0-9]*' || true)
   corpus=$(grep -o 'total: [0-9]*' "$out" | tail -1 | grep -o '[0-9]*' || true)
@@ -52,3 +57,4 @@ for t in "${targets[@]}"; do
 done
 log "fuzz summary ($mode, FUZZTIME=$FUZZTIME)"
 printf '%s\n' "${summary[@]}"
+[[ ${#failed[@]} -eq 0 ]] || die "fuzzing found failures in: ${failed[*]}"
