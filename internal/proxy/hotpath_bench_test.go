@@ -123,3 +123,26 @@ func BenchmarkHotPath(b *testing.B) {
 		})
 	}
 }
+
+// TestTransportPerRoute checks the protocol split the benchmarks justify: completions (streams)
+// reach the upstream over HTTP/2, short requests over HTTP/1.1 keep-alive.
+func TestTransportPerRoute(t *testing.T) {
+	t.Parallel()
+	ft := startTenant(t, realToken)
+	h := setup(t, ft, platform.Input{}, nil)
+	for _, c := range []struct{ method, path, body, proto string }{
+		{http.MethodGet, "/models", "", "HTTP/1.1"},
+		{http.MethodPost, "/chat/completions", `{"model":"gpt-4.1","stream":true,"messages":[{"role":"user","content":"hi"}]}`, "HTTP/2.0"},
+		{http.MethodPost, "/v1/messages", `{"model":"claude-sonnet-4.5","stream":true,"max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`, "HTTP/2.0"},
+		{http.MethodGet, "/models", "", "HTTP/1.1"},
+	} {
+		ft.ResetRequests()
+		if status, _, body := h.do(t, c.method, c.path, h.bearer(), c.body, map[string]string{"Content-Type": "application/json"}); status != http.StatusOK {
+			t.Fatalf("%s %s: %d %s", c.method, c.path, status, body)
+		}
+		reqs := ft.Requests()
+		if len(reqs) != 1 || reqs[0].Proto != c.proto {
+			t.Errorf("%s %s reached the upstream as %+v, want one %s request", c.method, c.path, reqs, c.proto)
+		}
+	}
+}
