@@ -117,9 +117,10 @@ type sseResult struct {
 	CoalescedShare float64 `json:"coalesced_share"`
 }
 
-// warm opens n keep-alive connections (n concurrent small requests), so that measured streams
-// reuse them instead of timing TCP and TLS handshakes.
-func warm(t target, n int) error {
+// warm opens n keep-alive connections (n concurrent small requests), so that measured requests
+// reuse them instead of timing TCP and TLS handshakes. With stream set the requests are
+// one-chunk streams, which also warm the proxy's connections for streamed routes.
+func warm(t target, n int, stream bool) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for range n {
@@ -127,6 +128,9 @@ func warm(t target, n int) error {
 		go func() {
 			defer wg.Done()
 			req, _ := http.NewRequest(http.MethodGet, t.base+"/models", nil)
+			if stream {
+				req, _ = http.NewRequest(http.MethodPost, t.base+"/chat/completions?chunks=1", strings.NewReader(`{"stream":true}`))
+			}
 			req.Header.Set("Authorization", t.auth)
 			resp, err := t.client.Do(req)
 			if err != nil {
@@ -146,7 +150,7 @@ func warm(t target, n int) error {
 // measures first chunk (request sent → first event read), per-chunk delay (event read − the time
 // the upstream wrote into it) and coalescing (events read by the same Read as the one before).
 func runSSE(ctx context.Context, t target, n, chunks int, interval time.Duration, size int) (sseResult, error) {
-	if err := warm(t, n); err != nil {
+	if err := warm(t, n, true); err != nil {
 		return sseResult{}, fmt.Errorf("warm-up %s: %w", t.name, err)
 	}
 	type streamOut struct {
@@ -285,11 +289,12 @@ func holdStreams(ctx context.Context, t target, n int) (wait func(), err error) 
 	return wg.Wait, err
 }
 
-// runUpload posts size bytes count times in a row and returns the median MB/s (10^6 bytes).
+// runUpload posts body count times in a row to /chat/completions (the route a large prompt
+// takes through the proxy) and returns the median MB/s (10^6 bytes).
 func runUpload(t target, body []byte, count int) (float64, error) {
 	var rates []float64
 	for range count {
-		req, _ := http.NewRequest(http.MethodPost, t.base+"/upload", bytes.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, t.base+"/chat/completions?upload=1", bytes.NewReader(body))
 		req.Header.Set("Authorization", t.auth)
 		req.Header.Set("Content-Type", "application/octet-stream")
 		t0 := time.Now()

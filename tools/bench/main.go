@@ -203,7 +203,7 @@ func runBench(args []string) error {
 
 	// Warm both paths: connections, the proxy's upstream pool, its Authorization scheme.
 	for _, t := range []target{A, B} {
-		if err := warm(t, 64); err != nil {
+		if err := warm(t, 64, false); err != nil {
 			return fmt.Errorf("warm-up via %s: %w", t.name, err)
 		}
 		if _, err := runWrk(c.wrk, t, 64, time.Second); err != nil {
@@ -245,7 +245,8 @@ func runBench(args []string) error {
 			res.Raw.CPUPer10k = append(res.Raw.CPUPer10k, (after.CPU-before.CPU).Seconds()/float64(m64.Proxy.Requests)*1e4)
 			res.Raw.Models1 = append(res.Raw.Models1, m1)
 			res.Raw.Models64 = append(res.Raw.Models64, m64)
-			progress("  /models: 1 client %.0f vs %.0f req/s, 64 clients %.0f vs %.0f req/s", m1.Direct.RPS, m1.Proxy.RPS, m64.Direct.RPS, m64.Proxy.RPS)
+			progress("  /models: 1 client %.0f vs %.0f req/s (p50 %.3f vs %.3f ms), 64 clients %.0f vs %.0f req/s, proxy CPU %.3f s per 10k",
+				m1.Direct.RPS, m1.Proxy.RPS, m1.Direct.P50MS, m1.Proxy.P50MS, m64.Direct.RPS, m64.Proxy.RPS, res.Raw.CPUPer10k[len(res.Raw.CPUPer10k)-1])
 		}
 
 		var s1, sN pair[sseResult]

@@ -32,7 +32,8 @@ import (
 //	GET  /models            ~4 KB of JSON (Content-Length)
 //	POST /chat/completions  SSE: ?chunks=N&interval=5ms&size=100; each chunk carries its send time
 //	                        ("t", Unix ns) and index ("i"); then data: [DONE]
-//	POST /upload            reads the body, answers {"bytes":N}
+//	POST /upload            reads the body, answers {"bytes":N}; so does /chat/completions?upload=1,
+//	                        which the proxy routes as a completion (the path of a large prompt)
 //
 // Every route wants a non-empty Authorization header, as the real API does.
 
@@ -75,6 +76,13 @@ func upstreamHandler(w http.ResponseWriter, r *http.Request) {
 		uploadBuffers.Put(buf)
 		fmt.Fprintf(w, `{"bytes":%d}`, n)
 	case "/chat/completions":
+		if r.URL.RawQuery == "upload=1" {
+			buf := uploadBuffers.Get().(*[]byte)
+			n, _ := io.CopyBuffer(io.Discard, r.Body, *buf)
+			uploadBuffers.Put(buf)
+			fmt.Fprintf(w, `{"bytes":%d}`, n)
+			return
+		}
 		io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
 		serveSSE(w, r)
 	default:
