@@ -362,6 +362,7 @@ func medWrk(xs []pair[wrkResult]) pair[wrkResult] {
 			RPS:      g(func(r wrkResult) float64 { return r.RPS }),
 			P50MS:    g(func(r wrkResult) float64 { return r.P50MS }),
 			P99MS:    g(func(r wrkResult) float64 { return r.P99MS }),
+			Timeouts: int64(g(func(r wrkResult) float64 { return float64(r.Timeouts) })),
 		}
 	}
 	return pair[wrkResult]{
@@ -580,5 +581,10 @@ func printTable(w io.Writer, r *results, c config) {
 	row("detect, whole process ms", "", f2(r.DetectMS), "", "≤ 20")
 	row("start → ready, whole process ms", "", f2(r.StartReadyMS), "", "≤ 250")
 	tw.Flush()
+	for _, p := range []pair[wrkResult]{m1, m64} {
+		if p.Direct.Timeouts+p.Proxy.Timeouts > 0 {
+			fmt.Fprintf(w, "\nwarning: requests over wrk's 10 s timeout (median of runs): direct %d, proxy %d — the machine was overloaded\n", p.Direct.Timeouts, p.Proxy.Timeouts)
+		}
+	}
 	fmt.Fprintf(w, "\nresults: %s\n", c.out)
 }
