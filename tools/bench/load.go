@@ -54,11 +54,11 @@ type wrkResult struct {
 }
 
 var (
-	reReqs    = regexp.MustCompile(`(\d+) requests in ([0-9.]+)(us|ms|s|m),`)
-	reRPS     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	rePct     = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s|m)\s*$`)
-	reNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses:.*`)
-	reSocket  = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	reReqs   = regexp.MustCompile(`(\d+) requests in ([0-9.]+)(us|ms|s|m),`)
+	reRPS    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	rePct    = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s|m)\s*$`)
+	reNon2xx = regexp.MustCompile(`Non-2xx or 3xx responses:.*`)
+	reSocket = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 )
 
 func toMS(v, unit string) float64 {

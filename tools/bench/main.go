@@ -6,6 +6,7 @@
 //	bench [-quick] -binary PATH -wrk PATH -out bench-results.json
 //	bench upstream -dir DIR       (the lean TLS upstream, started by bench itself)
 //	bench proxy ...               (the proxy in-process with pprof profiles; see profile.go)
+//	bench peer -target URL -ca F  (C: a plain httputil.ReverseProxy, the issue's baseline peer)
 package main
 
 import (
@@ -33,6 +34,8 @@ func main() {
 	switch {
 	case len(os.Args) > 1 && os.Args[1] == "upstream":
 		err = runUpstream(os.Args[2:])
+	case len(os.Args) > 1 && os.Args[1] == "peer":
+		err = runPeer(os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "proxy":
 		err = runProfiledProxy(os.Args[2:])
 	default:
@@ -53,10 +56,12 @@ type config struct {
 	uploads, detectRuns, startRuns        int
 }
 
-// pair holds the A and B figures of one workload.
+// pair holds the figures of one workload: A direct, B copilot-route, C the plain
+// httputil.ReverseProxy peer.
 type pair[T any] struct {
 	Direct T `json:"direct"`
 	Proxy  T `json:"proxy"`
+	Peer   T `json:"peer"`
 }
 
 type results struct {
@@ -77,6 +82,9 @@ type results struct {
 	SSEMany      pair[sseResult] `json:"sse_many_streams"`
 	UploadMBps   pair[float64]   `json:"upload_10mib_mb_per_s"`
 	CPUPer10k    float64         `json:"proxy_cpu_seconds_per_10k_requests"`
+	PeerCPU10k   float64         `json:"peer_cpu_seconds_per_10k_requests"`
+	PeerRSSHold  float64         `json:"peer_rss_open_streams_mib"`
+	PeerPeakRSS  float64         `json:"peer_peak_rss_mib"`
 	RSSIdleMiB   float64         `json:"proxy_rss_idle_mib"`
 	RSSHoldMiB   float64         `json:"proxy_rss_open_streams_mib"`
 	HoldStreams  int             `json:"open_streams"`
@@ -90,6 +98,7 @@ type results struct {
 		SSE1, SSEMany     []pair[sseResult]
 		Upload            []pair[float64]
 		CPUPer10k         []float64
+		PeerCPU10k        []float64
 		DetectMS          []float64
 		StartReadyMS      []float64
 	} `json:"raw"`
@@ -191,6 +200,17 @@ func runBench(args []string) error {
 		return fmt.Errorf("proxy said %q", pxLine)
 	}
 	pid := px.Process.Pid
+	pr, prLine, err := startChild(self, []string{"peer", "-target", "https://" + upInfo.Addr, "-ca", caFile}, nil, filepath.Join(c.workdir, "peer.err"))
+	if err != nil {
+		return fmt.Errorf("start the peer: %w", err)
+	}
+	defer stopChild(pr)
+	var prInfo struct {
+		URL string `json:"url"`
+	}
+	if err := json.Unmarshal(prLine, &prInfo); err != nil || prInfo.URL == "" {
+		return fmt.Errorf("peer said %q", prLine)
+	}
 	time.Sleep(200 * time.Millisecond)
 	if ps, err := readProc(pid); err == nil {
 		res.RSSIdleMiB = mib(ps.RSS)
@@ -199,10 +219,11 @@ func runBench(args []string) error {
 	clientConns := max(c.holdStreams, c.sseStreams, 64)
 	A := target{name: "direct", base: "https://" + upInfo.Addr, auth: "Bearer " + realToken, client: newClient(roots, clientConns)}
 	B := target{name: "proxy", base: pxInfo.URL, auth: "Bearer " + clientToken, client: newClient(nil, clientConns)}
+	C := target{name: "peer", base: prInfo.URL, auth: "Bearer " + realToken, client: newClient(nil, clientConns)}
 	progress := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) }
 
 	// Warm both paths: connections, the proxy's upstream pool, its Authorization scheme.
-	for _, t := range []target{A, B} {
+	for _, t := range []target{A, B, C} {
 		if err := warm(t, 64, false); err != nil {
 			return fmt.Errorf("warm-up via %s: %w", t.name, err)
 		}
@@ -243,6 +264,19 @@ func runBench(args []string) error {
 				return err
 			}
 			res.Raw.CPUPer10k = append(res.Raw.CPUPer10k, (after.CPU-before.CPU).Seconds()/float64(m64.Proxy.Requests)*1e4)
+			if m1.Peer, err = runWrk(c.wrk, C, 1, c.duration); err != nil {
+				return err
+			}
+			if before, err = readProc(pr.Process.Pid); err != nil {
+				return err
+			}
+			if m64.Peer, err = runWrk(c.wrk, C, 64, c.duration); err != nil {
+				return err
+			}
+			if after, err = readProc(pr.Process.Pid); err != nil {
+				return err
+			}
+			res.Raw.PeerCPU10k = append(res.Raw.PeerCPU10k, (after.CPU-before.CPU).Seconds()/float64(m64.Peer.Requests)*1e4)
 			res.Raw.Models1 = append(res.Raw.Models1, m1)
 			res.Raw.Models64 = append(res.Raw.Models64, m64)
 			progress("  /models: 1 client %.0f vs %.0f req/s (p50 %.3f vs %.3f ms), 64 clients %.0f vs %.0f req/s, proxy CPU %.3f s per 10k",
@@ -261,6 +295,9 @@ func runBench(args []string) error {
 				if run.p.Proxy, err = runSSE(ctx, B, run.n, c.sseChunks, 5*time.Millisecond, 100); err != nil {
 					return err
 				}
+				if run.p.Peer, err = runSSE(ctx, C, run.n, c.sseChunks, 5*time.Millisecond, 100); err != nil {
+					return err
+				}
 			}
 			res.Raw.SSE1 = append(res.Raw.SSE1, s1)
 			res.Raw.SSEMany = append(res.Raw.SSEMany, sN)
@@ -274,6 +311,9 @@ func runBench(args []string) error {
 				return err
 			}
 			if u.Proxy, err = runUpload(B, body, c.uploads); err != nil {
+				return err
+			}
+			if u.Peer, err = runUpload(C, body, c.uploads); err != nil {
 				return err
 			}
 			res.Raw.Upload = append(res.Raw.Upload, u)
@@ -305,6 +345,20 @@ func runBench(args []string) error {
 		return err
 	}
 	res.RSSAfterMiB, res.PeakRSSMiB = mib(ps.RSS), mib(ps.HWM)
+	// The same for the peer.
+	hctx, cancel = context.WithCancel(ctx)
+	if wait, err = holdStreams(hctx, C, c.holdStreams); err != nil {
+		cancel()
+		return fmt.Errorf("hold %d streams through the peer: %w", c.holdStreams, err)
+	}
+	time.Sleep(time.Second)
+	ps, err = readProc(pr.Process.Pid)
+	cancel()
+	wait()
+	if err != nil {
+		return err
+	}
+	res.PeerRSSHold, res.PeerPeakRSS = mib(ps.RSS), mib(ps.HWM)
 	progress("  %d open streams: proxy RSS %.1f MiB (peak %.1f MiB)", c.holdStreams, res.RSSHoldMiB, res.PeakRSSMiB)
 
 	if *skipAB || *only != "" {
@@ -326,8 +380,10 @@ func runBench(args []string) error {
 	res.UploadMBps = pair[float64]{
 		Direct: med(res.Raw.Upload, func(p pair[float64]) float64 { return p.Direct }),
 		Proxy:  med(res.Raw.Upload, func(p pair[float64]) float64 { return p.Proxy }),
+		Peer:   med(res.Raw.Upload, func(p pair[float64]) float64 { return p.Peer }),
 	}
 	res.CPUPer10k = pct(append([]float64(nil), res.Raw.CPUPer10k...), 50)
+	res.PeerCPU10k = pct(append([]float64(nil), res.Raw.PeerCPU10k...), 50)
 	res.DetectMS = pct(append([]float64(nil), res.Raw.DetectMS...), 50)
 	res.StartReadyMS = pct(append([]float64(nil), res.Raw.StartReadyMS...), 50)
 	res.LoadAvgEnd = loadavg()
@@ -368,6 +424,7 @@ func medWrk(xs []pair[wrkResult]) pair[wrkResult] {
 	return pair[wrkResult]{
 		Direct: one(func(p pair[wrkResult]) wrkResult { return p.Direct }),
 		Proxy:  one(func(p pair[wrkResult]) wrkResult { return p.Proxy }),
+		Peer:   one(func(p pair[wrkResult]) wrkResult { return p.Peer }),
 	}
 }
 
@@ -390,6 +447,7 @@ func medSSE(xs []pair[sseResult]) pair[sseResult] {
 	return pair[sseResult]{
 		Direct: one(func(p pair[sseResult]) sseResult { return p.Direct }),
 		Proxy:  one(func(p pair[sseResult]) sseResult { return p.Proxy }),
+		Peer:   one(func(p pair[sseResult]) sseResult { return p.Peer }),
 	}
 }
 
@@ -555,35 +613,44 @@ func printTable(w io.Writer, r *results, c config) {
 	fmt.Fprintf(w, "\ncopilot-route benchmark (%s, %d CPUs, load %s → %s, medians of %d%s)\n\n", r.GoVersion, r.CPUs,
 		r.LoadAvgStart, r.LoadAvgEnd, r.Reps, map[bool]string{true: ", QUICK: small workloads, figures indicative only"}[r.Quick])
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "workload\tdirect (A)\tcopilot-route (B)\tB−A or B÷A\ttarget")
-	row := func(name, a, b, d, target string) { fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, a, b, d, target) }
+	fmt.Fprintln(tw, "workload\tdirect (A)\tcopilot-route (B)\tB−A or B÷A\tplain ReverseProxy (C)\tC−A or C÷A\ttarget")
+	row := func(name, a, b, d, cc, cd, target string) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, a, b, d, cc, cd, target)
+	}
 	f2 := func(v float64) string { return fmt.Sprintf("%.3f", v) }
+	f0 := func(v float64) string { return fmt.Sprintf("%.0f", v) }
 	sf := func(v float64) string { return fmt.Sprintf("%+.3f", v) }
+	ratio := func(a, b float64) string { return fmt.Sprintf("%.2f×", b/a) }
 	m1, m64 := r.Models1, r.Models64
-	row("GET /models, 1 client: p50 ms", f2(m1.Direct.P50MS), f2(m1.Proxy.P50MS), sf(m1.Proxy.P50MS-m1.Direct.P50MS), "≤ +0.15")
-	row("GET /models, 1 client: p99 ms", f2(m1.Direct.P99MS), f2(m1.Proxy.P99MS), sf(m1.Proxy.P99MS-m1.Direct.P99MS), "≤ +0.8")
-	row("GET /models, 1 client: req/s", fmt.Sprintf("%.0f", m1.Direct.RPS), fmt.Sprintf("%.0f", m1.Proxy.RPS), fmt.Sprintf("%.2f×", m1.Proxy.RPS/m1.Direct.RPS), "")
-	row("GET /models, 64 clients: req/s", fmt.Sprintf("%.0f", m64.Direct.RPS), fmt.Sprintf("%.0f", m64.Proxy.RPS), fmt.Sprintf("%.2f×", m64.Proxy.RPS/m64.Direct.RPS), "≥ 0.35×")
-	row("GET /models, 64 clients: p50 / p99 ms", f2(m64.Direct.P50MS)+" / "+f2(m64.Direct.P99MS), f2(m64.Proxy.P50MS)+" / "+f2(m64.Proxy.P99MS), "", "")
+	row("GET /models, 1 client: p50 ms", f2(m1.Direct.P50MS), f2(m1.Proxy.P50MS), sf(m1.Proxy.P50MS-m1.Direct.P50MS), f2(m1.Peer.P50MS), sf(m1.Peer.P50MS-m1.Direct.P50MS), "≤ +0.15")
+	row("GET /models, 1 client: p99 ms", f2(m1.Direct.P99MS), f2(m1.Proxy.P99MS), sf(m1.Proxy.P99MS-m1.Direct.P99MS), f2(m1.Peer.P99MS), sf(m1.Peer.P99MS-m1.Direct.P99MS), "≤ +0.8")
+	row("GET /models, 1 client: req/s", f0(m1.Direct.RPS), f0(m1.Proxy.RPS), ratio(m1.Direct.RPS, m1.Proxy.RPS), f0(m1.Peer.RPS), ratio(m1.Direct.RPS, m1.Peer.RPS), "")
+	row("GET /models, 64 clients: req/s", f0(m64.Direct.RPS), f0(m64.Proxy.RPS), ratio(m64.Direct.RPS, m64.Proxy.RPS), f0(m64.Peer.RPS), ratio(m64.Direct.RPS, m64.Peer.RPS), "≥ 0.35×")
+	row("GET /models, 64 clients: p50 / p99 ms", f2(m64.Direct.P50MS)+" / "+f2(m64.Direct.P99MS), f2(m64.Proxy.P50MS)+" / "+f2(m64.Proxy.P99MS), "", f2(m64.Peer.P50MS)+" / "+f2(m64.Peer.P99MS), "", "")
 	for _, s := range []struct {
 		n string
 		p pair[sseResult]
 	}{{"1 stream", r.SSE1}, {fmt.Sprintf("%d streams", r.SSEMany.Direct.Streams), r.SSEMany}} {
-		row(fmt.Sprintf("SSE %d×100 B/5 ms, %s: first chunk p50 ms", c.sseChunks, s.n), f2(s.p.Direct.FirstChunkP50), f2(s.p.Proxy.FirstChunkP50), sf(s.p.Proxy.FirstChunkP50-s.p.Direct.FirstChunkP50), map[bool]string{true: "≤ 8 (256 streams)"}[s.n != "1 stream"])
-		row(fmt.Sprintf("SSE, %s: per-chunk delay p50 / p99 ms", s.n), f2(s.p.Direct.ChunkDelayP50)+" / "+f2(s.p.Direct.ChunkDelayP99), f2(s.p.Proxy.ChunkDelayP50)+" / "+f2(s.p.Proxy.ChunkDelayP99), sf(s.p.Proxy.ChunkDelayP99-s.p.Direct.ChunkDelayP99)+" (p99)", map[bool]string{true: "added p99 ≤ 2"}[s.n != "1 stream"])
-		row(fmt.Sprintf("SSE, %s: coalesced chunks", s.n), fmt.Sprintf("%d of %d", s.p.Direct.Coalesced, s.p.Direct.Chunks), fmt.Sprintf("%d of %d", s.p.Proxy.Coalesced, s.p.Proxy.Chunks), "", map[bool]string{true: "0 at 1 stream"}[s.n == "1 stream"])
+		many := s.n != "1 stream"
+		row(fmt.Sprintf("SSE %d×100 B/5 ms, %s: first chunk p50 ms", c.sseChunks, s.n), f2(s.p.Direct.FirstChunkP50), f2(s.p.Proxy.FirstChunkP50), sf(s.p.Proxy.FirstChunkP50-s.p.Direct.FirstChunkP50),
+			f2(s.p.Peer.FirstChunkP50), sf(s.p.Peer.FirstChunkP50-s.p.Direct.FirstChunkP50), map[bool]string{true: "≤ 8 (256 streams)"}[many])
+		row(fmt.Sprintf("SSE, %s: per-chunk delay p50 / p99 ms", s.n), f2(s.p.Direct.ChunkDelayP50)+" / "+f2(s.p.Direct.ChunkDelayP99), f2(s.p.Proxy.ChunkDelayP50)+" / "+f2(s.p.Proxy.ChunkDelayP99), sf(s.p.Proxy.ChunkDelayP99-s.p.Direct.ChunkDelayP99)+" (p99)",
+			f2(s.p.Peer.ChunkDelayP50)+" / "+f2(s.p.Peer.ChunkDelayP99), sf(s.p.Peer.ChunkDelayP99-s.p.Direct.ChunkDelayP99)+" (p99)", map[bool]string{true: "added p99 ≤ 2"}[many])
+		row(fmt.Sprintf("SSE, %s: coalesced chunks", s.n), fmt.Sprintf("%d of %d", s.p.Direct.Coalesced, s.p.Direct.Chunks), fmt.Sprintf("%d of %d", s.p.Proxy.Coalesced, s.p.Proxy.Chunks), "",
+			fmt.Sprintf("%d of %d", s.p.Peer.Coalesced, s.p.Peer.Chunks), "", map[bool]string{true: "0 at 1 stream"}[!many])
 	}
-	row("10 MiB upload: MB/s", fmt.Sprintf("%.0f", r.UploadMBps.Direct), fmt.Sprintf("%.0f", r.UploadMBps.Proxy), fmt.Sprintf("%.2f×", r.UploadMBps.Proxy/r.UploadMBps.Direct), "≥ 0.5×")
-	row("proxy CPU s per 10k requests (64 clients)", "", f2(r.CPUPer10k), "", "≤ 0.6")
-	row("proxy RSS idle MiB", "", fmt.Sprintf("%.1f", r.RSSIdleMiB), "", "≤ 20")
-	row(fmt.Sprintf("proxy RSS, %d open streams MiB", r.HoldStreams), "", fmt.Sprintf("%.1f", r.RSSHoldMiB), "", "≤ 64 (1,000)")
-	row("proxy peak RSS (VmHWM) MiB", "", fmt.Sprintf("%.1f", r.PeakRSSMiB), "", "")
-	row("detect, whole process ms", "", f2(r.DetectMS), "", "≤ 20")
-	row("start → ready, whole process ms", "", f2(r.StartReadyMS), "", "≤ 250")
+	u := r.UploadMBps
+	row("10 MiB upload: MB/s", f0(u.Direct), f0(u.Proxy), ratio(u.Direct, u.Proxy), f0(u.Peer), ratio(u.Direct, u.Peer), "≥ 0.5×")
+	row("CPU s per 10k requests (64 clients)", "", f2(r.CPUPer10k), "", f2(r.PeerCPU10k), "", "≤ 0.6")
+	row("RSS idle MiB", "", fmt.Sprintf("%.1f", r.RSSIdleMiB), "", "", "", "≤ 20")
+	row(fmt.Sprintf("RSS, %d open streams MiB", r.HoldStreams), "", fmt.Sprintf("%.1f", r.RSSHoldMiB), "", fmt.Sprintf("%.1f", r.PeerRSSHold), "", "≤ 64 (1,000)")
+	row("peak RSS (VmHWM) MiB", "", fmt.Sprintf("%.1f", r.PeakRSSMiB), "", fmt.Sprintf("%.1f", r.PeerPeakRSS), "", "")
+	row("detect, whole process ms", "", f2(r.DetectMS), "", "", "", "≤ 20")
+	row("start → ready, whole process ms", "", f2(r.StartReadyMS), "", "", "", "≤ 250")
 	tw.Flush()
 	for _, p := range []pair[wrkResult]{m1, m64} {
-		if p.Direct.Timeouts+p.Proxy.Timeouts > 0 {
-			fmt.Fprintf(w, "\nwarning: requests over wrk's 10 s timeout (median of runs): direct %d, proxy %d — the machine was overloaded\n", p.Direct.Timeouts, p.Proxy.Timeouts)
+		if p.Direct.Timeouts+p.Proxy.Timeouts+p.Peer.Timeouts > 0 {
+			fmt.Fprintf(w, "\nwarning: requests over wrk's 10 s timeout (median of runs): direct %d, proxy %d, peer %d — the machine was overloaded\n", p.Direct.Timeouts, p.Proxy.Timeouts, p.Peer.Timeouts)
 		}
 	}
 	fmt.Fprintf(w, "\nresults: %s\n", c.out)
