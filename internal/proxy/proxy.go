@@ -293,6 +293,7 @@ func (p *Proxy) newTransport(h2 bool) *http.Transport {
 		// Short requests: as many connections as clients send at once (no queueing behind a
 		// long request), and no HTTP/2 even through an outbound proxy's tunnel.
 		t.MaxConnsPerHost = 0
+		t.ReadBufferSize, t.WriteBufferSize = 4<<10, 4<<10
 		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	return t
