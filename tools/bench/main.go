@@ -301,8 +301,9 @@ func runBench(args []string) error {
 			}
 			res.Raw.SSE1 = append(res.Raw.SSE1, s1)
 			res.Raw.SSEMany = append(res.Raw.SSEMany, sN)
-			progress("  SSE %d streams: first chunk p50 %.2f vs %.2f ms, chunk delay p99 %.2f vs %.2f ms", c.sseStreams,
-				sN.Direct.FirstChunkP50, sN.Proxy.FirstChunkP50, sN.Direct.ChunkDelayP99, sN.Proxy.ChunkDelayP99)
+			progress("  SSE %d streams (direct / proxy / peer): first chunk p50 %.2f / %.2f / %.2f ms, chunk delay p50 %.2f / %.2f / %.2f, p99 %.2f / %.2f / %.2f ms", c.sseStreams,
+				sN.Direct.FirstChunkP50, sN.Proxy.FirstChunkP50, sN.Peer.FirstChunkP50, sN.Direct.ChunkDelayP50, sN.Proxy.ChunkDelayP50, sN.Peer.ChunkDelayP50,
+				sN.Direct.ChunkDelayP99, sN.Proxy.ChunkDelayP99, sN.Peer.ChunkDelayP99)
 		}
 
 		var u pair[float64]
