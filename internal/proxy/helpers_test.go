@@ -119,6 +119,20 @@ func setup(t *testing.T, ft *faketenant.Tenant, in platform.Input, mutate func(*
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	h := serveHarness(t, cfg, logs)
+	h.ft = ft
+	t.Cleanup(func() {
+		if err := h.stop(); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		scanSecrets(t, "the proxy log", logs.Bytes(), realToken, client.Reveal())
+	})
+	return h
+}
+
+// serveHarness starts a proxy from cfg on a real loopback listener; the caller stops it.
+func serveHarness(t *testing.T, cfg Config, logs *syncBuffer) *harness {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := New(ctx, cfg)
 	if err != nil {
@@ -130,15 +144,9 @@ func setup(t *testing.T, ft *faketenant.Tenant, in platform.Input, mutate func(*
 		cancel()
 		t.Fatal(err)
 	}
-	h := &harness{p: p, url: "http://" + ln.Addr().String(), client: client.Reveal(), log: logs,
-		cancel: cancel, done: make(chan error, 1), ft: ft}
+	h := &harness{p: p, url: "http://" + ln.Addr().String(), client: cfg.ClientToken.Reveal(), log: logs,
+		cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- p.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		if err := h.stop(); err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		scanSecrets(t, "the proxy log", logs.Bytes(), realToken, client.Reveal())
-	})
 	return h
 }
 

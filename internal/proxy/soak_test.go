@@ -372,19 +372,7 @@ func soakProxy(t *testing.T, in platform.Input, mutate func(*Config)) *harness {
 	cfg := Config{Endpoints: ep, ExplicitTarget: in.CopilotAPITarget != "", Token: copilot.NewToken(realToken),
 		ClientToken: client, DialContext: loopbackOnly}
 	mutate(&cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := New(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	h := &harness{p: p, url: "http://" + ln.Addr().String(), client: client.Reveal(), log: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { h.done <- p.Serve(ctx, ln) }()
+	h := serveHarness(t, cfg, &syncBuffer{})
 	t.Cleanup(func() { _ = h.stop() })
 	return h
 }
