@@ -48,7 +48,9 @@ need_copilot_cli() {
   local dir="$TOOLS/npm-copilot"
   if [[ ! -f "$dir/node_modules/@github/copilot/package.json" ]] ||
      ! grep -q "\"version\": \"$COPILOT_CLI_VERSION\"" "$dir/node_modules/@github/copilot/package.json"; then
-    command -v npm >/dev/null || die "npm is needed for the Copilot CLI end-to-end test"
+    # A machine with only Go gets Node.js and npm from Debian (the CLI's linux-x64 package is a
+    # standalone binary, so the distribution's Node version is enough for its loader).
+    need_apt npm nodejs npm
     log "npm install @github/copilot@$COPILOT_CLI_VERSION"
     mkdir -p "$dir"
     (cd "$dir" && npm install --no-audit --no-fund --loglevel=error "@github/copilot@$COPILOT_CLI_VERSION" >&2) ||
