@@ -80,21 +80,29 @@ func runServeFail(t *testing.T, env map[string]string, args ...string) (int, str
 	return code, out.String(), errb.String()
 }
 
+// serveFake starts the simulated tenant accepting serveRealToken and writes its CA into a
+// temporary directory, which it returns with the CA file's path.
+func serveFake(t *testing.T) (ft *faketenant.Tenant, dir, ca string) {
+	t.Helper()
+	ft, err := faketenant.Start(faketenant.Options{Token: serveRealToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ft.Close)
+	dir = t.TempDir()
+	ca = filepath.Join(dir, "ca.pem")
+	if err := ft.WriteCA(ca); err != nil {
+		t.Fatal(err)
+	}
+	return ft, dir, ca
+}
+
 // serve end to end: ready line and file, the generated client token only in the 0600 ready file,
 // discovery and routing to the tenant's derived hosts via --resolve, a stream, stats, graceful
 // stop, and no token in stdout, stderr or the log.
 func TestServeEndToEnd(t *testing.T) {
 	t.Parallel()
-	ft, err := faketenant.Start(faketenant.Options{Token: serveRealToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ft.Close()
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := ft.WriteCA(ca); err != nil {
-		t.Fatal(err)
-	}
+	ft, dir, ca := serveFake(t)
 	hp := strings.TrimPrefix(ft.URL(), "https://")
 	ready, logFile := filepath.Join(dir, "ready.json"), filepath.Join(dir, "proxy.log")
 	r := startServe(t, map[string]string{"COPILOT_GITHUB_TOKEN": "  Bearer " + serveRealToken + "\n", "GITHUB_RUN_ID": "77", "GITHUB_RUN_ATTEMPT": "2"},
@@ -201,16 +209,7 @@ func TestServeEndToEnd(t *testing.T) {
 // proxy pointed at the fake by URL (--api-url, --copilot-api-target) needs no --resolve.
 func TestServeClientTokenFromEnv(t *testing.T) {
 	t.Parallel()
-	ft, err := faketenant.Start(faketenant.Options{Token: serveRealToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ft.Close()
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := ft.WriteCA(ca); err != nil {
-		t.Fatal(err)
-	}
+	ft, dir, ca := serveFake(t)
 	client := "ghs_ClientTokenFromTheEnvironment0000001"
 	ready := filepath.Join(dir, "ready.json")
 	r := startServe(t, map[string]string{"MY_TOKEN": serveRealToken, envClientToken: client},
