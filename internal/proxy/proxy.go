@@ -112,7 +112,7 @@ type upstream struct {
 	source    string
 	isCopilot bool            // add the headers the Copilot API needs
 	transport *http.Transport // streamed routes: HTTP/2 when the upstream offers it
-	plain     *http.Transport // every other route: HTTP/1.1 keep-alive
+	plain     *h1Transport    // every other route: HTTP/1.1 keep-alive
 	rp        *httputil.ReverseProxy
 
 	auto      bool         // --auth-scheme auto: may switch on a "badly formatted" reply
@@ -223,11 +223,12 @@ func (p *Proxy) newUpstream(name, rawURL, source string, isCopilot bool) (*upstr
 	up := &upstream{
 		name: name, target: u, host: u.Hostname(), source: source, isCopilot: isCopilot,
 		transport: p.newTransport(true),
-		plain:     p.newTransport(false),
 		auto:      p.cfg.AuthScheme == SchemeAuto,
 		bearer:    []string{"Bearer " + p.cfg.Token.Reveal()},
 		token:     []string{"token " + p.cfg.Token.Reveal()},
 	}
+	plain := p.newTransport(false)
+	up.plain = newH1Transport(u, plain.DialContext, plain.TLSClientConfig, plain)
 	if p.cfg.AuthScheme == SchemeToken {
 		up.scheme.Store(schemeToken)
 	}
@@ -781,7 +782,7 @@ func (t *credTransport) roundTrip(req *http.Request, bearer, token []string) (*h
 		}
 	}
 	setAuth(req, scheme, bearer, token)
-	tr := up.plain
+	var tr http.RoundTripper = up.plain
 	if st != nil && streamed(st.route) {
 		tr = up.transport
 	}
