@@ -93,7 +93,16 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	for attempt := 0; ; attempt++ {
-		c, reused, err := t.get(ctx)
+		var c *h1Conn
+		var reused bool
+		var err error
+		if attempt == 0 {
+			c, reused, err = t.get(ctx)
+		} else {
+			// Not from the pool: the upstream may have closed every idle connection at once
+			// (a restart, its idle timer), and the next one would fail the same way.
+			c, err = t.dialConn(ctx)
+		}
 		if err != nil {
 			return nil, err
 		}
