@@ -269,7 +269,7 @@ func (c *h1Conn) roundTrip(req *http.Request) (resp *http.Response, sent bool, e
 	if ctx.Err() != nil { // cancelled while the deadline was being cleared
 		return nil, true, ctx.Err()
 	}
-	b := &h1Body{c: c, body: resp.Body, stop: stop, reusable: !resp.Close && !req.Close}
+	b := &h1Body{c: c, body: resp.Body, ctx: ctx, stop: stop, reusable: !resp.Close && !req.Close}
 	if resp.Body == http.NoBody {
 		b.release(true)
 		return resp, true, nil
@@ -283,6 +283,7 @@ func (c *h1Conn) roundTrip(req *http.Request) (resp *http.Response, sent bool, e
 type h1Body struct {
 	c        *h1Conn
 	body     io.ReadCloser
+	ctx      context.Context
 	stop     func() bool
 	reusable bool
 
@@ -299,6 +300,11 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	}
 	n, err := b.body.Read(p)
 	if err != nil {
+		if err != io.EOF && b.ctx.Err() != nil {
+			// The context's error, as net/http returns, not the "i/o timeout" of the deadline
+			// that ended the read: ReverseProxy logs any other read error as an upstream failure.
+			err = b.ctx.Err()
+		}
 		b.rerr = err
 		b.release(err == io.EOF)
 	}
