@@ -233,9 +233,13 @@ func (p *Proxy) newUpstream(name, rawURL, source string, isCopilot bool) (*upstr
 		up.scheme.Store(schemeToken)
 	}
 	up.rp = &httputil.ReverseProxy{
-		Rewrite:        p.rewrite(up),
-		Transport:      &credTransport{p: p, up: up},
-		FlushInterval:  -1, // server-sent events: every chunk reaches the client as it arrives
+		Rewrite:   p.rewrite(up),
+		Transport: &credTransport{p: p, up: up},
+		// 0, not -1: ReverseProxy flushes every write of a reply that is a stream (Content-Type
+		// text/event-stream, or no Content-Length) whatever this says. For a reply of known
+		// length, -1 only adds a timer, a goroutine and a lock per request (its "flush the
+		// headers now" timer fires at once): 3-9% of serve's CPU per GET /models.
+		FlushInterval:  0,
 		ErrorHandler:   p.upstreamFailed,
 		ModifyResponse: nil,
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),

@@ -8,12 +8,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/copilot-route/copilot-route/internal/copilot"
 	"github.com/copilot-route/copilot-route/internal/faketenant"
 	"github.com/copilot-route/copilot-route/internal/platform"
 )
@@ -303,5 +306,66 @@ func TestDialFailureRetry(t *testing.T) {
 				t.Errorf("fake saw %v, want %d requests", paths(ft), tc.reached)
 			}
 		})
+	}
+}
+
+// A reply with no Content-Length that is not an event stream (NDJSON, a chunked JSON) is a
+// stream too: each piece reaches the client before the upstream may write the next. A reply of
+// known length arrives whole and unchanged. (FlushInterval 0 leaves both to ReverseProxy's own
+// rule: flush every write of a stream, buffer a reply of known length.)
+func TestChunkedRepliesAreStreamed(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	big := strings.Repeat("0123456789abcdef", 64<<10/16)
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ndjson":
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			io.WriteString(w, "{\"n\":1}\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+			io.WriteString(w, "{\"n\":2}\n")
+		case "/sized":
+			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+			io.WriteString(w, big)
+		}
+	}))
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(up.Certificate())
+	ep, err := platform.Detect(platform.Input{ServerURL: "https://acme.ghe.com", APIURL: up.URL, CopilotAPITarget: up.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := serveHarness(t, Config{Endpoints: ep, ExplicitTarget: true, Token: copilot.NewToken(realToken),
+		ClientToken: NewClientToken(), RootCAs: roots, DialContext: loopbackOnly}, &syncBuffer{})
+	t.Cleanup(func() { h.stop() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.url+"/ndjson", nil)
+	req.Header.Set("Authorization", h.bearer())
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "{\"n\":1}\n" {
+		t.Fatalf("first line = %q, %v; want it before the upstream may write the second", line, err)
+	}
+	close(gate)
+	if rest, err := io.ReadAll(br); err != nil || string(rest) != "{\"n\":2}\n" {
+		t.Fatalf("rest = %q, %v", rest, err)
+	}
+
+	code, hdr, body := h.do(t, http.MethodGet, "/sized", "Bearer "+h.client, "", nil)
+	if code != 200 || string(body) != big || hdr.Get("Content-Length") != strconv.Itoa(len(big)) {
+		t.Fatalf("/sized = %d, %d bytes (Content-Length %q), want 200 and the %d bytes unchanged", code, len(body), hdr.Get("Content-Length"), len(big))
 	}
 }
