@@ -556,6 +556,15 @@ func (p *Proxy) finish(st *reqState, r *http.Request) {
 			p.stats.upstreamError(st.up.host, st.errKind, hintFor(st.errKind, st.up.host))
 		}
 	}
+	// A proxied reply of known length may still have its tail in net/http's buffers, which the
+	// server writes only once the handler returns: send it now, so that the stats and the log
+	// line below are not on the client's clock. (A reply without Content-Length is a stream,
+	// flushed at every write; a local reply keeps net/http's automatic Content-Length.)
+	if v == nil && st.up != nil && st.wroteHeader && st.rw.Header()["Content-Length"] != nil {
+		if f, ok := st.rw.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
 	end := time.Now()
 	status := st.status
 	if status == 0 && r.Context().Err() != nil {
