@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -43,6 +44,7 @@ type h1Conn struct {
 	nc     net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
+	raw    syscall.RawConn // the socket, for idleQuiet; nil if the dialer gave no syscall.Conn
 	idleAt time.Time
 }
 
@@ -120,28 +122,40 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// get takes the most recently used idle connection, or dials one.
+// get takes the most recently used idle connection, or dials one. A connection idle for more
+// than idleCheckAfter is first checked for anything that arrived while it sat idle (the upstream
+// closing it, an unsolicited reply), which would otherwise be read as the next reply or cost a
+// retry; under load connections come back within milliseconds and skip the check.
 func (t *h1Transport) get(ctx context.Context) (*h1Conn, bool, error) {
 	now := time.Now()
-	var stale []*h1Conn
-	t.mu.Lock()
-	for len(t.idle) > 0 {
-		c := t.idle[len(t.idle)-1]
-		t.idle[len(t.idle)-1] = nil
-		t.idle = t.idle[:len(t.idle)-1]
-		if t.idleTimeout > 0 && now.Sub(c.idleAt) > t.idleTimeout {
-			stale = append(stale, c)
-			continue
+	for {
+		var stale []*h1Conn
+		var c *h1Conn
+		t.mu.Lock()
+		for len(t.idle) > 0 && c == nil {
+			c = t.idle[len(t.idle)-1]
+			t.idle[len(t.idle)-1] = nil
+			t.idle = t.idle[:len(t.idle)-1]
+			if t.idleTimeout > 0 && now.Sub(c.idleAt) > t.idleTimeout {
+				stale = append(stale, c)
+				c = nil
+			}
 		}
 		t.mu.Unlock()
 		closeAll(stale)
-		return c, true, nil
+		if c == nil {
+			c, err := t.dialConn(ctx)
+			return c, false, err
+		}
+		if now.Sub(c.idleAt) <= idleCheckAfter || (c.br.Buffered() == 0 && (c.raw == nil || idleQuiet(c.raw))) {
+			return c, true, nil
+		}
+		c.nc.Close()
 	}
-	t.mu.Unlock()
-	closeAll(stale)
-	c, err := t.dialConn(ctx)
-	return c, false, err
 }
+
+// idleCheckAfter: connections idle longer than this are checked before reuse (see get).
+const idleCheckAfter = 250 * time.Millisecond
 
 func closeAll(cs []*h1Conn) {
 	for _, c := range cs {
@@ -182,6 +196,7 @@ func (t *h1Transport) dialConn(ctx context.Context) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	raw := rawOf(nc)
 	if t.scheme == "https" {
 		tc := tls.Client(nc, t.tlsConfig)
 		hctx, cancel := ctx, context.CancelFunc(func() {})
@@ -199,7 +214,7 @@ func (t *h1Transport) dialConn(ctx context.Context) (*h1Conn, error) {
 		}
 		nc = tc
 	}
-	return &h1Conn{t: t, nc: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, nil
+	return &h1Conn{t: t, nc: nc, raw: raw, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, nil
 }
 
 // timeoutError is a net.Error that says Timeout(), as net/http's own timeouts do.

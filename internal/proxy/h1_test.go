@@ -893,3 +893,39 @@ func BenchmarkH1Transport(b *testing.B) {
 		})
 	}
 }
+
+// A connection idle for longer than idleCheckAfter is checked before reuse: bytes the upstream
+// sent on it while idle (here an unsolicited 408, as some servers send before closing an idle
+// connection) must not be read as the reply to the next request.
+func TestH1IdleConnectionChecked(t *testing.T) {
+	t.Parallel()
+	stray := make(chan struct{})
+	raw := startH1Raw(t, func(n int, c net.Conn, br *bufio.Reader) {
+		if !h1KeepAliveReply(c, br) || n > 1 {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		close(stray)
+		io.Copy(io.Discard, br) // keep the connection open until the client closes it
+	})
+	c := newH1Client(t, raw.url, raw.pool, nil)
+	if body := h1Get(t, c.h, raw.url+"/a"); body != "ok" {
+		t.Fatalf("first reply %q", body)
+	}
+	h1Wait(t, stray, "the server writing on the idle connection")
+	waitFor(t, "the stray reply to reach the client's socket", func() bool {
+		c.h.mu.Lock()
+		defer c.h.mu.Unlock()
+		return len(c.h.idle) == 1 && !idleQuiet(c.h.idle[0].raw)
+	})
+	c.h.mu.Lock()
+	c.h.idle[0].idleAt = time.Now().Add(-time.Second)
+	c.h.mu.Unlock()
+	if body := h1Get(t, c.h, raw.url+"/b"); body != "ok" {
+		t.Fatalf("second reply %q", body)
+	}
+	if n := raw.accepts.Load(); n != 2 {
+		t.Errorf("%d connections accepted, want 2: the connection with stray bytes is not reused", n)
+	}
+	h1Wait(t, raw.closed, "the client closing the connection with stray bytes")
+}

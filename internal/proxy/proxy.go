@@ -250,11 +250,14 @@ func (p *Proxy) newUpstream(name, rawURL, source string, isCopilot bool) (*upstr
 
 // newTransport builds an upstream transport. Streams (completions: long, many at once) share
 // HTTP/2 connections: 1,000 of them need 4-6 connections and ~60 MiB, where one HTTP/1.1
-// connection each needs 1,000 connections and 115-138 MiB. Short request/response traffic goes
-// over HTTP/1.1 keep-alive, which Go serves with no per-request goroutine and no lock shared by
-// all requests: GET /models, three alternating runs each, added p50 at 1 client 0.18 ms against
+// connection each needs 1,000 connections and 115-138 MiB (and a handler reading its own
+// connection costs a read per event: 256 streams had a later first chunk and a 2-4x per-chunk
+// p99). Short request/response traffic goes over HTTP/1.1 keep-alive, with no lock shared by all
+// requests: GET /models, three alternating runs each, added p50 at 1 client 0.18 ms against
 // 0.23, 64 clients 12.9-13.3k requests/s against 10.8-12.1k, 0.80-0.84 s of proxy CPU per 10k
-// requests against 0.85-0.91 (docs/performance.md).
+// requests against 0.85-0.91 (docs/performance.md). Body-less requests on it take h1Transport,
+// which saves net/http's two goroutine hand-offs per request; h2 false builds what h1Transport
+// hands the rest to.
 func (p *Proxy) newTransport(h2 bool) *http.Transport {
 	dialer := &net.Dialer{Timeout: p.cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	dial := p.cfg.DialContext
