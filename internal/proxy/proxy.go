@@ -110,10 +110,11 @@ type upstream struct {
 	target    *url.URL
 	host      string // host name, for stats, logs and error replies
 	source    string
-	isCopilot bool            // add the headers the Copilot API needs
-	transport *http.Transport // streamed routes: HTTP/2 when the upstream offers it
-	plain     *h1Transport    // every other route: HTTP/1.1 keep-alive
-	rp        *httputil.ReverseProxy
+	isCopilot bool                   // add the headers the Copilot API needs
+	transport *http.Transport        // streamed routes: HTTP/2 when the upstream offers it
+	plain     *h1Transport           // every other route: HTTP/1.1 keep-alive
+	rp        *httputil.ReverseProxy // replies of other routes
+	rpStream  *httputil.ReverseProxy // the same with smaller copy buffers, for streamed routes
 
 	auto      bool         // --auth-scheme auto: may switch on a "badly formatted" reply
 	scheme    atomic.Int32 // schemeBearer or schemeToken
@@ -243,8 +244,11 @@ func (p *Proxy) newUpstream(name, rawURL, source string, isCopilot bool) (*upstr
 		ErrorHandler:   p.upstreamFailed,
 		ModifyResponse: nil,
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
-		BufferPool:     bufferPool{},
+		BufferPool:     replyBuffers,
 	}
+	rs := *up.rp
+	rs.BufferPool = streamBuffers
+	up.rpStream = &rs
 	return up, nil
 }
 
@@ -543,6 +547,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = &countingBody{st: st, rc: http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes)}
 	}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	if streamed(st.route) {
+		up.rpStream.ServeHTTP(st, r)
+		return
+	}
 	up.rp.ServeHTTP(st, r)
 }
 
@@ -1211,17 +1219,26 @@ func NewClientToken() copilot.Token {
 	return copilot.NewToken("ghs_" + randomString(36, alnumAlphabet))
 }
 
-// bufferPool shares copy buffers across requests (ReverseProxy would allocate 32 KiB each).
-// 8 KiB, not 32: an open stream holds its buffer for its whole life, and a heap profile with
-// 1,000 open streams showed 34 MB of the ~56 MB heap in 32 KiB buffers that each carried
-// ~100-byte events, which kept the collector running against serve's GOMEMLIMIT. Reply bodies
-// arrive in TLS records and HTTP/2 frames of at most 16 KiB, and 8 KiB is twice a /models reply.
-type bufferPool struct{}
+// bufferPool shares ReverseProxy's copy buffers of one size across requests (it would allocate
+// 32 KiB per request). Streams get 8 KiB: an open stream holds its buffer for its whole life, and
+// a heap profile with 1,000 open streams showed 34 MB of a ~56 MB heap in 32 KiB buffers that
+// each carried ~100-byte events, which kept the collector running against serve's GOMEMLIMIT.
+// Other replies (GET /models is tens of KiB on the real API) get 16 KiB: a read from TLS returns
+// at most one record, 16 KiB, and each buffer's worth costs a write to the client, so a smaller
+// buffer would mean more writes.
+type bufferPool struct{ pool *sync.Pool }
 
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
+func newBufferPool(size int) bufferPool {
+	return bufferPool{&sync.Pool{New: func() any { b := make([]byte, size); return &b }}}
+}
 
-func (bufferPool) Get() []byte  { return *(copyBuffers.Get().(*[]byte)) }
-func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
+var (
+	streamBuffers = newBufferPool(8 << 10)
+	replyBuffers  = newBufferPool(16 << 10)
+)
+
+func (b bufferPool) Get() []byte    { return *(b.pool.Get().(*[]byte)) }
+func (b bufferPool) Put(buf []byte) { b.pool.Put(&buf) }
 
 func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
