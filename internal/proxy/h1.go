@@ -294,7 +294,10 @@ func (c *h1Conn) roundTrip(req *http.Request) (resp *http.Response, sent bool, e
 }
 
 // h1Body is a reply body: at its end the connection goes back to the pool; closed before its
-// end (or failed), the connection is closed, since the rest of the reply is still on it.
+// end (or failed), the connection is closed, since the rest of the reply is still on it. A read
+// blocked on a stalled upstream ends when the request's context does (ReverseProxy's case: the
+// client went away); Close waits for a read in progress rather than interrupting it, unlike
+// net/http's bodies, so a caller must not count on Close from another goroutine to unblock one.
 type h1Body struct {
 	c        *h1Conn
 	body     io.ReadCloser
