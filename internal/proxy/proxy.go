@@ -112,7 +112,7 @@ type upstream struct {
 	source    string
 	isCopilot bool                   // add the headers the Copilot API needs
 	transport *http.Transport        // streamed routes: HTTP/2 when the upstream offers it
-	plain     *h1Transport           // every other route: HTTP/1.1 keep-alive
+	plain     *h1Transport           // every other route: HTTP/1.1 keep-alive (h1.go; requests with a body go on to its net/http Transport)
 	rp        *httputil.ReverseProxy // replies of other routes
 	rpStream  *httputil.ReverseProxy // the same with smaller copy buffers, for streamed routes
 
