@@ -280,12 +280,7 @@ func TestH1EarlyCloseDropsConnection(t *testing.T) {
 			if body := h1Get(t, c.h, u.srv.URL+"/small"); body != "hello" {
 				t.Fatalf("next request: %q", body)
 			}
-			if n := u.conns.Load(); n != 2 {
-				t.Errorf("%d connections, want 2 (the early-closed one is not reused)", n)
-			}
-			if n := c.idleLen(); n != 1 {
-				t.Errorf("%d idle connections after a full read, want 1", n)
-			}
+			wantPool(t, u, c, 2, 1, "the early-closed one is not reused")
 		})
 	}
 }
@@ -503,12 +498,7 @@ func TestH1ResponseHeaderTimeout(t *testing.T) {
 			if kind, status := classify(err); kind != "timeout" || status != http.StatusGatewayTimeout {
 				t.Errorf("classify: %s %d, want timeout 504", kind, status)
 			}
-			if n := u.conns.Load(); n != 1 {
-				t.Errorf("%d connections, want 1: a timed-out request is not retried", n)
-			}
-			if n := c.idleLen(); n != 0 {
-				t.Errorf("%d idle connections, want 0", n)
-			}
+			wantPool(t, u, c, 1, 0, "a timed-out request is not retried")
 		})
 	}
 }
@@ -634,12 +624,7 @@ func TestH1ContextCancel(t *testing.T) {
 		if err := h1Wait(t, errc, "RoundTrip to return after the cancel"); !errors.Is(err, context.Canceled) {
 			t.Errorf("error %v, want %v", err, context.Canceled)
 		}
-		if n := c.idleLen(); n != 0 {
-			t.Errorf("%d idle connections, want 0", n)
-		}
-		if n := u.conns.Load(); n != 1 {
-			t.Errorf("%d connections, want 1: a cancelled request is not retried", n)
-		}
+		wantPool(t, u, c, 1, 0, "a cancelled request is not retried")
 	})
 }
 
@@ -675,12 +660,7 @@ func TestH1Informational(t *testing.T) {
 			if !tc.want(err) {
 				t.Fatalf("error %v", err)
 			}
-			if n := c.idleLen(); n != 0 {
-				t.Errorf("%d idle connections, want 0", n)
-			}
-			if n := u.conns.Load(); n != 1 {
-				t.Errorf("%d connections, want 1 (no retry)", n)
-			}
+			wantPool(t, u, c, 1, 0, "no retry")
 		})
 	}
 }
@@ -833,12 +813,7 @@ func TestH1MaxIdle(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := u.conns.Load(); n != clients {
-		t.Errorf("%d connections, want %d", n, clients)
-	}
-	if n := c.idleLen(); n != 2 {
-		t.Fatalf("%d idle connections, want 2", n)
-	}
+	wantPool(t, u, c, clients, 2, "maxIdle 2")
 	waitFor(t, "the connections beyond maxIdle to be closed", func() bool { return u.closed.Load() == clients-2 })
 }
 
@@ -928,4 +903,15 @@ func TestH1IdleConnectionChecked(t *testing.T) {
 		t.Errorf("%d connections accepted, want 2: the connection with stray bytes is not reused", n)
 	}
 	h1Wait(t, raw.closed, "the client closing the connection with stray bytes")
+}
+
+// wantPool checks how many connections the upstream accepted and how many the client keeps idle.
+func wantPool(t *testing.T, u *h1Upstream, c *h1Client, conns int64, idle int, why string) {
+	t.Helper()
+	if n := u.conns.Load(); n != conns {
+		t.Errorf("%d connections, want %d (%s)", n, conns, why)
+	}
+	if n := c.idleLen(); n != idle {
+		t.Errorf("%d idle connections, want %d (%s)", n, idle, why)
+	}
 }
