@@ -239,7 +239,7 @@ func (p *Proxy) newUpstream(name, rawURL, source string, isCopilot bool) (*upstr
 		// 0, not -1: ReverseProxy flushes every write of a reply that is a stream (Content-Type
 		// text/event-stream, or no Content-Length) whatever this says. For a reply of known
 		// length, -1 only adds a timer, a goroutine and a lock per request (its "flush the
-		// headers now" timer fires at once): 3-9% of serve's CPU per GET /models.
+		// headers now" timer fires at once): ~3% of serve's CPU at 64 clients on GET /models.
 		FlushInterval:  0,
 		ErrorHandler:   p.upstreamFailed,
 		ModifyResponse: nil,
