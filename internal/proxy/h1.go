@@ -35,8 +35,10 @@ type h1Transport struct {
 	maxIdle            int
 	next               http.RoundTripper
 
-	mu   sync.Mutex
-	idle []*h1Conn // most recently used last
+	mu      sync.Mutex
+	idle    []*h1Conn   // most recently used last
+	janitor *time.Timer // runs prune while connections are idle
+	armed   bool        // janitor is set to run
 }
 
 type h1Conn struct {
@@ -169,11 +171,46 @@ func (t *h1Transport) put(c *h1Conn) {
 	if len(t.idle) < t.maxIdle {
 		t.idle = append(t.idle, c)
 		c = nil
+		if !t.armed && t.idleTimeout > 0 {
+			t.armed = true
+			if t.janitor == nil {
+				t.janitor = time.AfterFunc(t.idleTimeout, t.prune)
+			} else {
+				t.janitor.Reset(t.idleTimeout)
+			}
+		}
 	}
 	t.mu.Unlock()
 	if c != nil {
 		c.nc.Close()
 	}
+}
+
+// prune closes the connections idle for longer than idleTimeout. get only ever looks at the top
+// of the stack, so after a burst the connections below would otherwise stay open (and, once the
+// upstream closes its side, sit in CLOSE_WAIT) until the process ends; net/http's Transport has a
+// timer per idle connection for the same reason. One timer per transport, armed while any
+// connection is idle, runs this every idleTimeout.
+func (t *h1Transport) prune() {
+	now := time.Now()
+	var stale []*h1Conn
+	t.mu.Lock()
+	keep := t.idle[:0]
+	for _, c := range t.idle {
+		if now.Sub(c.idleAt) > t.idleTimeout {
+			stale = append(stale, c)
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	clear(t.idle[len(keep):])
+	t.idle = keep
+	t.armed = len(t.idle) > 0
+	if t.armed {
+		t.janitor.Reset(t.idleTimeout)
+	}
+	t.mu.Unlock()
+	closeAll(stale)
 }
 
 // CloseIdleConnections closes the idle connections of this path and of next.

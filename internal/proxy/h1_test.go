@@ -915,3 +915,34 @@ func wantPool(t *testing.T, u *h1Upstream, c *h1Client, conns int64, idle int, w
 		t.Errorf("%d idle connections, want %d (%s)", n, idle, why)
 	}
 }
+
+// Connections left idle below the top of the stack (after a burst, with no request coming to
+// look at them) are closed once idleTimeout has passed, not kept open until the process ends.
+func TestH1IdleConnectionsPruned(t *testing.T) {
+	t.Parallel()
+	const clients = 3
+	u := startH1Upstream(t)
+	u.gateWant = clients // three connections at once
+	c := newH1Client(t, u.srv.URL, u.pool, nil)
+	c.h.idleTimeout = 50 * time.Millisecond
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			if _, body, err := h1Fetch(context.Background(), c.h, http.MethodGet, u.srv.URL+"/gate", nil, nil); err != nil || body != "through" {
+				t.Errorf("GET /gate: %q %v", body, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := u.conns.Load(); n != clients {
+		t.Fatalf("%d connections, want %d", n, clients)
+	}
+	waitFor(t, "every idle connection to be closed with no further request", func() bool {
+		return u.closed.Load() == clients && c.idleLen() == 0
+	})
+	// The pool still works afterwards, and its timer is armed again.
+	h1Get(t, c.h, u.srv.URL+"/small")
+	waitFor(t, "the new idle connection to be closed too", func() bool {
+		return u.closed.Load() == clients+1 && c.idleLen() == 0
+	})
+}
