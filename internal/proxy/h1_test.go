@@ -389,12 +389,7 @@ func TestH1StaleConnectionRetried(t *testing.T) {
 			t.Fatalf("%d idle connections, want 1: the client must believe it reusable", n)
 		}
 		h1Wait(t, raw.closed, "the server closing the idle connection")
-		if body := h1Get(t, c.h, raw.url+"/b"); body != "ok" {
-			t.Fatalf("reply after the retry %q", body)
-		}
-		if n := raw.accepts.Load(); n != 2 {
-			t.Errorf("%d connections accepted, want 2", n)
-		}
+		wantOKOn(t, c, raw, "/b", 2, "the stale one and its retry")
 	})
 	t.Run("every idle connection stale", func(t *testing.T) {
 		// Two connections go idle and the upstream closes both (it restarted, or its idle timer
@@ -435,12 +430,7 @@ func TestH1StaleConnectionRetried(t *testing.T) {
 		}
 		h1Wait(t, raw.closed, "the server closing idle connection 1")
 		h1Wait(t, raw.closed, "the server closing idle connection 2")
-		if body := h1Get(t, c.h, raw.url+"/after"); body != "ok" {
-			t.Fatalf("reply after the retry %q", body)
-		}
-		if n := raw.accepts.Load(); n != 3 {
-			t.Errorf("%d connections accepted, want 3", n)
-		}
+		wantOKOn(t, c, raw, "/after", 3, "two stale ones, one retry on a new connection")
 	})
 	t.Run("retried once only", func(t *testing.T) {
 		t.Parallel()
@@ -896,12 +886,7 @@ func TestH1IdleConnectionChecked(t *testing.T) {
 	c.h.mu.Lock()
 	c.h.idle[0].idleAt = time.Now().Add(-time.Second)
 	c.h.mu.Unlock()
-	if body := h1Get(t, c.h, raw.url+"/b"); body != "ok" {
-		t.Fatalf("second reply %q", body)
-	}
-	if n := raw.accepts.Load(); n != 2 {
-		t.Errorf("%d connections accepted, want 2: the connection with stray bytes is not reused", n)
-	}
+	wantOKOn(t, c, raw, "/b", 2, "the connection with stray bytes is not reused")
 	h1Wait(t, raw.closed, "the client closing the connection with stray bytes")
 }
 
@@ -945,4 +930,16 @@ func TestH1IdleConnectionsPruned(t *testing.T) {
 	waitFor(t, "the new idle connection to be closed too", func() bool {
 		return u.closed.Load() == clients+1 && c.idleLen() == 0
 	})
+}
+
+// wantOKOn sends a GET for path through c, wants the raw server's "ok", and wants it to have
+// accepted this many connections in all.
+func wantOKOn(t *testing.T, c *h1Client, raw *h1Raw, path string, accepts int64, why string) {
+	t.Helper()
+	if body := h1Get(t, c.h, raw.url+path); body != "ok" {
+		t.Fatalf("GET %s: reply %q", path, body)
+	}
+	if n := raw.accepts.Load(); n != accepts {
+		t.Errorf("%d connections accepted, want %d (%s)", n, accepts, why)
+	}
 }
