@@ -12,7 +12,10 @@ export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
 STATICCHECK_VERSION=v0.8.2
 ACTIONLINT_VERSION=v1.7.12
 ACT_VERSION=v0.2.89
-COPILOT_CLI_VERSION=1.0.102
+# The Copilot CLI versions the end-to-end tests run: the newest we support, and the one gh-aw
+# v0.89.10 pins (its installer falls back to it). COPILOT_CLI_VERSION is the default.
+COPILOT_CLI_VERSIONS=(1.0.102 1.0.83)
+COPILOT_CLI_VERSION=${COPILOT_CLI_VERSIONS[0]}
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
@@ -43,20 +46,31 @@ need_apt() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || die "apt-get install $* failed"
 }
 
-# need_copilot_cli: the real Copilot CLI from npm, pinned; prints the path of its binary.
+# need_copilot_cli [VERSION]: the real Copilot CLI from npm, pinned (default COPILOT_CLI_VERSION),
+# one npm directory per version; prints the path of its binary. Give each version its own
+# package cache when running it (copilot_pkg_cache VERSION): with auto-update on, a CLI runs the
+# newest package in its cache, whatever version was installed.
 need_copilot_cli() {
-  local dir="$TOOLS/npm-copilot"
+  local version=${1:-$COPILOT_CLI_VERSION}
+  local dir="$TOOLS/npm-copilot-$version"
   if [[ ! -f "$dir/node_modules/@github/copilot/package.json" ]] ||
-     ! grep -q "\"version\": \"$COPILOT_CLI_VERSION\"" "$dir/node_modules/@github/copilot/package.json"; then
+     ! grep -q "\"version\": \"$version\"" "$dir/node_modules/@github/copilot/package.json"; then
     # A machine with only Go gets Node.js and npm from Debian (the CLI's linux-x64 package is a
     # standalone binary, so the distribution's Node version is enough for its loader).
     need_apt npm nodejs npm
-    log "npm install @github/copilot@$COPILOT_CLI_VERSION"
+    log "npm install @github/copilot@$version"
     mkdir -p "$dir"
-    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error "@github/copilot@$COPILOT_CLI_VERSION" >&2) ||
-      die "npm install @github/copilot@$COPILOT_CLI_VERSION failed"
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error "@github/copilot@$version" >&2) ||
+      die "npm install @github/copilot@$version failed"
   fi
   echo "$dir/node_modules/.bin/copilot"
+}
+
+# copilot_pkg_cache VERSION: a package cache directory of that version's own (COPILOT_PKG_CACHE_HOME).
+copilot_pkg_cache() {
+  local d="$TOOLS/copilot-pkg-cache-$1"
+  mkdir -p "$d"
+  echo "$d"
 }
 
 # build_binary: build copilot-route into .tools/bin and print its path.
