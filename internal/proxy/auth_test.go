@@ -233,7 +233,7 @@ func TestEchoedCredentialScrubbed(t *testing.T) {
 	}
 	var m map[string]string
 	decodeJSON(t, b, &m) // Content-Length was fixed after the rewrite
-	status, hdr, _ = h.do(t, http.MethodGet, "/agents/x", h.bearer(), "", nil)
+	status, hdr, _ = h.do(t, http.MethodGet, "/agents/swe/internal/memory/v0/enabled", h.bearer(), "", nil)
 	if status != 200 || !strings.Contains(hdr.Get("X-Echo"), redactedText) {
 		t.Errorf("200 reply header X-Echo %q, want the token redacted", hdr.Get("X-Echo"))
 	}

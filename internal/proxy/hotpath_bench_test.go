@@ -86,15 +86,20 @@ func BenchmarkHotPath(b *testing.B) {
 					body.Reset(`{"stream":true}`)
 					r.Body = rc
 				}
-				st := &reqState{rw: w, start: time.Now(), route: routeOther}
+				st := &reqState{rw: w, start: time.Now(), route: routeNotAllowed}
 				if refuseReason(r) != "" || hasPrefix(r.URL.Path, "/_copilot-route/") {
 					b.Fatal("refused")
 				}
-				st.route = routeOf(r.URL.Path)
+				path, bad := canonicalPath(r)
+				rl := p.policy.match(r.Method, path)
+				if bad != "" || rl == nil {
+					b.Fatal("not allowed")
+				}
+				st.route = rl.label
 				if !p.authorize(st, r) {
 					b.Fatal("unauthorized")
 				}
-				st.up = p.copilot
+				st.up, st.path = p.copilot, path
 				if r.Body != nil {
 					r.Body = &countingBody{st: st, rc: http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes)}
 				}

@@ -84,6 +84,12 @@ type Config struct {
 	// PublicURL is the proxy's own URL as clients reach it (the exchange reply's endpoints.api);
 	// empty means http://LISTEN-ADDRESS, set by Serve.
 	PublicURL string
+
+	// AllowRoutes widens the route policy: "METHOD /path" or "METHOD /prefix/*" (policy.go).
+	AllowRoutes []string
+	// MaxConns caps the client connections open at once (0: DefaultMaxConns); at the cap the
+	// longest-idle connection is closed for a new one, or the new one is refused.
+	MaxConns int
 }
 
 // Proxy is the routing proxy. It is an http.Handler; Serve runs it on a listener.
@@ -96,6 +102,7 @@ type Proxy struct {
 	copilot   *upstream // everything else
 	exchanger *copilot.Exchanger
 	shimToken string // what the exchange shim hands out instead of a Copilot token
+	policy    *policy
 
 	clientToken string
 	publicURL   atomic.Pointer[string]
@@ -112,7 +119,7 @@ type upstream struct {
 	source    string
 	isCopilot bool                   // add the headers the Copilot API needs
 	transport *http.Transport        // streamed routes: HTTP/2 when the upstream offers it
-	plain     *h1Transport           // every other route: HTTP/1.1 keep-alive (h1.go; requests with a body go on to its net/http Transport)
+	plain     *http.Transport        // every other route: HTTP/1.1 keep-alive
 	rp        *httputil.ReverseProxy // replies of other routes
 	rpStream  *httputil.ReverseProxy // the same with smaller copy buffers, for streamed routes
 
@@ -181,6 +188,13 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	pol, err := newPolicy(cfg.AllowRoutes)
+	if err != nil {
+		return nil, err
+	}
 	p := &Proxy{
 		cfg:           cfg,
 		log:           cfg.Logger,
@@ -191,11 +205,11 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 		integrationID: []string{cfg.IntegrationID},
 		apiVersion:    []string{cfg.APIVersion},
 		interactionID: []string{cfg.InteractionID},
+		policy:        pol,
 	}
 	if cfg.PublicURL != "" {
 		p.SetPublicURL(cfg.PublicURL)
 	}
-	var err error
 	p.rest, err = p.newUpstream("rest-api", cfg.Endpoints.CopilotRESTAPIURL, "derived", false)
 	if err != nil {
 		return nil, err
@@ -208,8 +222,7 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.exchanger = copilot.NewExchanger(&http.Client{Transport: &credTransport{p: p, up: p.rest}},
-		p.rest.target.String(), cfg.Token, 30*time.Second)
+	p.exchanger = copilot.NewExchanger(p.credClient(p.rest), p.rest.target.String(), cfg.Token, 30*time.Second)
 	p.discover(ctx)
 	return p, nil
 }
@@ -228,8 +241,7 @@ func (p *Proxy) newUpstream(name, rawURL, source string, isCopilot bool) (*upstr
 		bearer:    []string{"Bearer " + p.cfg.Token.Reveal()},
 		token:     []string{"token " + p.cfg.Token.Reveal()},
 	}
-	plain := p.newTransport(false)
-	up.plain = newH1Transport(u, plain.DialContext, plain.TLSClientConfig, plain)
+	up.plain = p.newTransport(false)
 	if p.cfg.AuthScheme == SchemeToken {
 		up.scheme.Store(schemeToken)
 	}
@@ -259,9 +271,7 @@ func (p *Proxy) newUpstream(name, rawURL, source string, isCopilot bool) (*upstr
 // p99). Short request/response traffic goes over HTTP/1.1 keep-alive, with no lock shared by all
 // requests: GET /models, three alternating runs each, added p50 at 1 client 0.18 ms against
 // 0.23, 64 clients 12.9-13.3k requests/s against 10.8-12.1k, 0.80-0.84 s of proxy CPU per 10k
-// requests against 0.85-0.91 (docs/performance.md). Body-less requests on it take h1Transport,
-// which saves net/http's two goroutine hand-offs per request; h2 false builds what h1Transport
-// hands the rest to.
+// requests against 0.85-0.91 (docs/performance.md).
 func (p *Proxy) newTransport(h2 bool) *http.Transport {
 	dialer := &net.Dialer{Timeout: p.cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	dial := p.cfg.DialContext
@@ -288,8 +298,13 @@ func (p *Proxy) newTransport(h2 bool) *http.Transport {
 		TLSHandshakeTimeout:   p.cfg.TLSHandshakeTimeout,
 		ResponseHeaderTimeout: p.cfg.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   128,
+		// An upstream's reply headers are a few KiB; net/http's default allows 10 MiB.
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		// The client's own Accept-Encoding goes upstream unchanged; without this, a client that
+		// sent none would get a body the transport had asked gzipped and silently unpacked.
+		DisableCompression:  true,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 128,
 		// Bounds the connections to one upstream. Without it, a burst of requests beyond the
 		// server's HTTP/2 stream limit (250 on Go, often 100) makes the transport dial one new TLS
 		// connection per waiting request: 1,000 streams opened at once gave ~600 upstream
@@ -315,7 +330,7 @@ func (p *Proxy) newTransport(h2 bool) *http.Transport {
 
 // streamed says whether a route's replies are streams (server-sent events when the request
 // asks for them), which go over the HTTP/2 transport.
-func streamed(route int) bool {
+func streamed(route route) bool {
 	return route == routeChat || route == routeResponses || route == routeMessages
 }
 
@@ -344,7 +359,11 @@ func (p *Proxy) Upstreams() []UpstreamInfo {
 }
 
 // Stats is a snapshot of the traffic figures.
-func (p *Proxy) Stats() Stats { return p.stats.snapshot(p.now(), p.Upstreams()) }
+func (p *Proxy) Stats() Stats {
+	s := p.stats.snapshot(p.now(), p.Upstreams())
+	s.Policy = p.policy.stats()
+	return s
+}
 
 // discover runs the start-up /copilot_internal/user look-up and adopts a validated endpoints.api.
 func (p *Proxy) discover(ctx context.Context) {
@@ -367,8 +386,7 @@ func (p *Proxy) discover(ctx context.Context) {
 	}
 	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	client := &http.Client{Transport: &credTransport{p: p, up: p.rest}}
-	u, err := copilot.FetchUser(lctx, client, p.rest.target.String(), p.cfg.Token)
+	u, err := copilot.FetchUser(lctx, p.credClient(p.rest), p.rest.target.String(), p.cfg.Token)
 	if err != nil {
 		fallback("failed", "", err.Error())
 		return
@@ -426,8 +444,9 @@ type reqState struct {
 	status      int
 	bytesOut    int64
 	bytesIn     atomic.Int64 // the transport may read the body on its own goroutine
-	route       int
+	route       route
 	up          *upstream
+	path        string       // the canonical path the policy allowed: what the upstream receives
 	shim        bool         // authenticated with the exchange shim's token
 	scheme      atomic.Int32 // scheme of the reply that reached the client
 	retried     atomic.Bool
@@ -504,7 +523,7 @@ func (b *countingBody) Close() error { return b.rc.Close() }
 
 // ServeHTTP checks, authenticates, routes and proxies one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	st := &reqState{rw: w, start: time.Now(), route: routeOther}
+	st := &reqState{rw: w, start: time.Now(), route: routeNotAllowed}
 	defer p.finish(st, r)
 
 	reason := refuseReason(r)
@@ -518,13 +537,27 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"): send origin-form requests (GET /path) straight to the proxy, without CONNECT, Upgrade, '//' or '..'", nil)
 		return
 	}
-	path := r.URL.Path
-	if hasPrefix(path, "/_copilot-route/") {
+	if hasPrefix(r.URL.Path, "/_copilot-route/") {
 		p.serveLocal(st, r)
 		return
 	}
-	st.route = routeOf(path)
+	path, bad := canonicalPath(r)
+	var rl *rule
+	if bad == "" {
+		rl = p.policy.match(r.Method, path)
+	}
+	if rl != nil {
+		st.route = rl.label
+	}
+	// Authentication first: only a client holding the client token learns what the policy is.
 	if !p.authorize(st, r) {
+		return
+	}
+	if rl == nil {
+		if bad != "" {
+			path = r.URL.EscapedPath()
+		}
+		p.refuseRoute(st, r, path, bad)
 		return
 	}
 	if r.ContentLength > p.cfg.MaxBodyBytes {
@@ -534,15 +567,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(st, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d MiB: copilot-route refuses it", p.cfg.MaxBodyBytes>>20), nil)
 		return
 	}
-	if st.route == routeExchange {
+	if rl.dest == destExchange {
 		p.serveExchange(st, r)
 		return
 	}
 	up := p.copilot
-	if st.route == routeUser || st.route == routeInternal {
+	if rl.dest == destREST {
 		up = p.rest
 	}
-	st.up = up
+	st.up, st.path = up, path
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{st: st, rc: http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes)}
 	}
@@ -623,49 +656,6 @@ func (p *Proxy) finish(st *reqState, r *http.Request) {
 	}
 }
 
-// authorize checks the client token (or the exchange shim's token) in constant time.
-func (p *Proxy) authorize(st *reqState, r *http.Request) bool {
-	cred := presented(r.Header)
-	switch {
-	case cred != "" && ctEqual(cred, p.clientToken):
-		return true
-	case cred != "" && ctEqual(cred, p.shimToken):
-		st.shim = true
-		return true
-	}
-	p.stats.authFail.Add(1)
-	st.rw.Header().Set("WWW-Authenticate", `Bearer realm="copilot-route"`)
-	writeError(st, http.StatusUnauthorized, "Bad credentials: copilot-route wants the client token it was started with, "+
-		"as Authorization: Bearer <client token> (the proxy-url and client-token outputs of the action)", nil)
-	return false
-}
-
-// presented is the credential in Authorization (Bearer or token scheme, any case), or "".
-func presented(h http.Header) string {
-	vs := h["Authorization"]
-	if len(vs) != 1 {
-		return ""
-	}
-	v := vs[0]
-	for _, s := range [...]string{"bearer ", "token "} {
-		if len(v) > len(s) && strings.EqualFold(v[:len(s)], s) {
-			return strings.TrimSpace(v[len(s):])
-		}
-	}
-	return ""
-}
-
-func ctEqual(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	var v byte
-	for i := 0; i < len(a); i++ {
-		v |= a[i] ^ b[i]
-	}
-	return v == 0
-}
-
 func (p *Proxy) serveLocal(st *reqState, r *http.Request) {
 	switch r.URL.Path {
 	case HealthPath:
@@ -688,11 +678,6 @@ func (p *Proxy) serveLocal(st *reqState, r *http.Request) {
 // the shim token carry the exchanged Copilot token when the platform grants one, else the GitHub
 // token.
 func (p *Proxy) serveExchange(st *reqState, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		st.rw.Header().Set("Allow", "GET, POST")
-		writeError(st, http.StatusMethodNotAllowed, "use GET or POST for the token exchange", nil)
-		return
-	}
 	_, err := p.exchanger.Token()
 	p.stats.setExchange(func(e *ExchangeStats) {
 		e.Requests++
@@ -731,18 +716,21 @@ func (p *Proxy) serveExchange(st *reqState, r *http.Request) {
 	})
 }
 
-// rewrite builds the outbound request: the upstream from configuration, the client's
-// credentials and forwarding headers removed (ReverseProxy with Rewrite already drops hop-by-hop
-// headers, Forwarded and X-Forwarded-For/Host/Proto), missing Copilot headers added. The real
-// credential is set by credTransport, so a scheme retry can change it.
+// rewrite builds the outbound request: the upstream from configuration, the path the policy
+// allowed (canonical, so the upstream reads the path that was judged), the client's credentials
+// and forwarding headers removed (ReverseProxy with Rewrite already drops hop-by-hop headers,
+// Forwarded and X-Forwarded-For/Host/Proto), missing Copilot headers added. The real credential
+// is set by credTransport, so a scheme retry can change it.
 func (p *Proxy) rewrite(up *upstream) func(*httputil.ProxyRequest) {
 	return func(pr *httputil.ProxyRequest) {
 		pr.SetURL(up.target)
+		if st := stateOf(pr.In.Context()); st != nil && st.path != "" {
+			pr.Out.URL.Path = up.target.Path + st.path
+			pr.Out.URL.RawPath = ""
+		}
 		h := pr.Out.Header
-		for k := range h {
-			switch {
-			case k == "Authorization", k == "Proxy-Authorization", k == "Cookie", k == "Forwarded", k == "Via",
-				k == "X-Real-Ip", hasPrefix(k, "X-Forwarded-"):
+		for k, vs := range h {
+			if clientOnlyHeader(k) || p.holdsClientSecret(vs) {
 				delete(h, k)
 			}
 		}
@@ -775,6 +763,12 @@ type credTransport struct {
 }
 
 func (t *credTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.up.pinned(req.URL); err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
 	cred := t.p.cfg.Token.Reveal()
 	bearer, token := t.up.bearer, t.up.token
 	if st := stateOf(req.Context()); st != nil && st.shim && t.up.isCopilot {
@@ -1245,66 +1239,4 @@ func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 func isReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.EPIPE)
-}
-
-// Server returns the http.Server the proxy runs in: a header timeout against slow clients, an
-// idle timeout, and no write timeout (a stream may run for minutes).
-func (p *Proxy) Server() *http.Server {
-	return &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		// "OPTIONS *" reaches the handler, which refuses it like any other non-origin-form target.
-		DisableGeneralOptionsHandler: true,
-		ErrorLog:                     slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
-	}
-}
-
-// Serve answers on ln until ctx ends, then stops accepting, lets open requests (streams) finish
-// for up to ShutdownGrace, cuts what is left and returns nil. An error means the listener failed.
-func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
-	if p.PublicURL() == "" {
-		p.SetPublicURL(ListenURL(ln.Addr()))
-	}
-	srv := p.Server()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	p.log.Info("shutting down: no new connections; open requests get up to the grace period",
-		slog.Duration("grace", p.cfg.ShutdownGrace))
-	sctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		p.log.Warn("grace period over: cutting the requests still open", slog.String("error", err.Error()))
-		srv.Close()
-	}
-	<-errc // http.ErrServerClosed
-	for _, up := range []*upstream{p.rest, p.copilot} {
-		up.transport.CloseIdleConnections()
-		up.plain.CloseIdleConnections()
-	}
-	st := p.Stats()
-	p.log.Info("stopped", slog.Int64("requests", st.Requests), slog.Int64("bytes_out", st.BytesOut))
-	return nil
-}
-
-// ListenURL is the http URL for a listening address; an unspecified address (0.0.0.0, ::) is
-// given as loopback, which reaches it from the same host.
-func ListenURL(a net.Addr) string {
-	host, port, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return "http://" + a.String()
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-		if ip.To4() == nil {
-			host = "::1"
-		}
-	}
-	return "http://" + net.JoinHostPort(host, port)
 }

@@ -36,7 +36,6 @@ func TestRouting(t *testing.T) {
 				{"/v1/messages", "/v1/messages", "copilot-api.acme.ghe.com"},
 				{"/mcp/readonly", "/mcp/readonly", "copilot-api.acme.ghe.com"},
 				{"/agents/swe/internal/memory/v0/enabled", "/agents/swe/internal/memory/v0/enabled", "copilot-api.acme.ghe.com"},
-				{"/embeddings", "/embeddings", "copilot-api.acme.ghe.com"},
 				{"/copilot_internal/user", "/copilot_internal/user", "api.acme.ghe.com"},
 				{"/copilot_internal/managed_settings", "/copilot_internal/managed_settings", "api.acme.ghe.com"},
 			},

@@ -15,9 +15,11 @@ import (
 )
 
 // FuzzRoute: any request target the HTTP server accepts is either refused before routing, or
-// routed to one of the two configured upstreams without leaving its base path: the outbound URL
-// has the upstream's scheme and host, its path stays under the base (also after the upstream
-// percent-decodes it up to three times and resolves dot segments), and it carries no client token.
+// refused by the route policy, or matched by a rule and routed to the rule's configured upstream
+// without leaving its base path: the outbound URL has the upstream's scheme and host, its path is
+// the base plus the rule's own path (an exact rule) or stays under the rule's prefix (a widened
+// prefix rule; also after the upstream percent-decodes it up to three times and resolves dot
+// segments), and it carries no client token.
 func FuzzRoute(f *testing.F) {
 	for _, s := range []string{
 		"/models", "/chat/completions?x=1", "/copilot_internal/user", "/copilot_internal/v2/token", "/agents/swe/x",
@@ -34,7 +36,8 @@ func FuzzRoute(f *testing.F) {
 	}
 	client := NewClientToken()
 	p, err := New(context.Background(), Config{Endpoints: ep, ExplicitTarget: true,
-		Token: copilot.NewToken("ghs_FuzzRealTokenNeverSent000000000000001"), ClientToken: client})
+		Token: copilot.NewToken("ghs_FuzzRealTokenNeverSent000000000000001"), ClientToken: client,
+		AllowRoutes: []string{"GET /agents/*", "GET /copilot_internal/content/*"}})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -46,43 +49,76 @@ func FuzzRoute(f *testing.F) {
 		if refuseReason(r) != "" || p.tokenInURI(r) {
 			return
 		}
-		route := routeOf(r.URL.Path)
-		if route < 0 || route >= len(routeNames) {
-			t.Fatalf("routeOf(%q) = %d, out of range", r.URL.Path, route)
-		}
 		if hasPrefix(r.URL.Path, "/_copilot-route/") {
 			return // answered locally
 		}
-		up := p.copilot
-		if route == routeUser || route == routeInternal || route == routeExchange {
-			up = p.rest
+		path, bad := canonicalPath(r)
+		if bad != "" {
+			return // refused by the policy
 		}
-		out := r.Clone(context.Background())
-		out.RequestURI = ""
-		pr := &httputil.ProxyRequest{In: r, Out: out}
-		p.rewrite(up)(pr)
-		u := pr.Out.URL
-		if u.Scheme != up.target.Scheme || u.Host != up.target.Host || pr.Out.Host != "" {
-			t.Fatalf("%q went to %s://%s (Host %q), want %s", target, u.Scheme, u.Host, pr.Out.Host, up.target)
-		}
-		base := up.target.Path + "/"
-		// What an upstream may make of the path: decoded up to three times, dot segments resolved.
-		s := u.EscapedPath()
-		for i := 0; i < 4; i++ {
-			if !strings.HasPrefix(s, base) || strings.Contains(s, "//") {
-				t.Fatalf("%q became %q (decoded %d times: %q), outside %s", target, u.EscapedPath(), i, s, base)
+		for _, m := range []string{"GET", "POST", "DELETE", "PUT", "get"} {
+			rl := p.policy.match(m, path)
+			if rl == nil {
+				continue
 			}
-			if c := path.Clean(s); !strings.HasPrefix(c+"/", base) {
-				t.Fatalf("%q became %q, which resolves to %q, outside %s", target, u.EscapedPath(), c, base)
+			if int(rl.label) >= len(routeNames) {
+				t.Fatalf("%s %q: label %d out of range", m, path, rl.label)
 			}
-			d, err := url.PathUnescape(s)
-			if err != nil || d == s {
-				break
+			if rl.dest == destExchange {
+				if path != exchangePath {
+					t.Fatalf("%s %q reached the exchange shim, only %s may", m, path, exchangePath)
+				}
+				continue
 			}
-			s = d
-		}
-		if strings.Contains(u.String(), client.Reveal()) {
-			t.Fatalf("%q: the client token would go upstream", target)
+			if strings.HasPrefix(path, exchangePath) {
+				t.Fatalf("%s %q: an exchange-path variant matched %s", m, path, rl)
+			}
+			if !rl.prefix && path != rl.path || rl.prefix && !strings.HasPrefix(path, rl.path) {
+				t.Fatalf("%s %q matched %s", m, path, rl)
+			}
+			checkOutbound(t, p, r, target, path, rl, client)
 		}
 	})
+}
+
+func checkOutbound(t *testing.T, p *Proxy, r *http.Request, target, canon string, rl *rule, client copilot.Token) {
+	up := p.copilot
+	if rl.dest == destREST {
+		up = p.rest
+	}
+	st := &reqState{up: up, path: canon}
+	in := r.WithContext(context.WithValue(context.Background(), stateKey{}, st))
+	out := in.Clone(in.Context())
+	out.RequestURI = ""
+	pr := &httputil.ProxyRequest{In: in, Out: out}
+	p.rewrite(up)(pr)
+	u := pr.Out.URL
+	if u.Scheme != up.target.Scheme || u.Host != up.target.Host || pr.Out.Host != "" {
+		t.Fatalf("%q went to %s://%s (Host %q), want %s", target, u.Scheme, u.Host, pr.Out.Host, up.target)
+	}
+	if !rl.prefix && u.EscapedPath() != up.target.Path+rl.path {
+		t.Fatalf("%q (rule %s) went upstream as %q, want exactly %q", target, rl, u.EscapedPath(), up.target.Path+rl.path)
+	}
+	base := up.target.Path + rl.path
+	if !rl.prefix {
+		base = up.target.Path + "/"
+	}
+	// What an upstream may make of the path: decoded up to three times, dot segments resolved.
+	s := u.EscapedPath()
+	for i := 0; i < 4; i++ {
+		if !strings.HasPrefix(s, base) || strings.Contains(s, "//") {
+			t.Fatalf("%q became %q (decoded %d times: %q), outside %s", target, u.EscapedPath(), i, s, base)
+		}
+		if c := path.Clean(s); !strings.HasPrefix(c+"/", base) {
+			t.Fatalf("%q became %q, which resolves to %q, outside %s", target, u.EscapedPath(), c, base)
+		}
+		d, err := url.PathUnescape(s)
+		if err != nil || d == s {
+			break
+		}
+		s = d
+	}
+	if strings.Contains(u.String(), client.Reveal()) {
+		t.Fatalf("%q: the client token would go upstream", target)
+	}
 }

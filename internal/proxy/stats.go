@@ -40,9 +40,14 @@ type Stats struct {
 	UpstreamErrors     []UpstreamError `json:"upstream_errors"`      // sorted by host, then kind
 	SchemeSwitches     []SchemeSwitch  `json:"auth_scheme_switches"` // in the order they happened
 	ClientAuthFailures int64           `json:"client_auth_failures"`
-	Refused            int64           `json:"refused"`         // hostile or oversized requests, never sent upstream
+	Refused            int64           `json:"refused"`         // hostile, oversized or not-allowed requests, never sent upstream
 	RefusedReasons     []ReasonCount   `json:"refused_reasons"` // sorted by reason
 	Exchange           ExchangeStats   `json:"exchange"`
+	// Policy is the route policy's report: what was allowed beyond the defaults, what was refused.
+	Policy PolicyStats `json:"policy"`
+	// ConnCapHits counts connections closed because the connection cap was reached (an idle one
+	// evicted, or the new one refused).
+	ConnCapHits int64 `json:"conn_cap_hits"`
 }
 
 // UpstreamInfo names one upstream the proxy routes to.
@@ -177,77 +182,48 @@ func (h *histogram) percentiles() Percentiles {
 	return p
 }
 
-// routeNames is the bounded set of route labels: counts are kept per label and status without a
-// map or a lock on the hot path. A path outside the set counts as "other".
-var routeNames = []string{
-	"other",
-	"/chat/completions",
-	"/responses",
-	"/v1/messages",
-	"/models",
-	"/embeddings",
-	"/mcp/readonly",
-	"/mcp/*",
-	"/agents/*",
-	"/copilot_internal/user",
-	"/copilot_internal/v2/token",
-	"/copilot_internal/*",
-	"local:health",
-	"local:stats",
-	"local:not-found",
-	"refused",
+// route is a stats label: counts are kept per label and status without a map or a lock on the
+// hot path. Each rule of the route policy names its label; the rest are local answers and
+// refusals.
+type route uint8
+
+// routeNames are the labels as the stats show them, indexed by route.
+var routeNames = [numRoutes]string{
+	routeNotAllowed:    "not-allowed",
+	routeChat:          "/chat/completions",
+	routeResponses:     "/responses",
+	routeMessages:      "/v1/messages",
+	routeModels:        "/models",
+	routeMCPReadonly:   "/mcp/readonly",
+	routeAgents:        "/agents/swe/internal/memory/v0/enabled",
+	routeUser:          "/copilot_internal/user",
+	routeExchange:      "/copilot_internal/v2/token",
+	routeInternal:      "/copilot_internal/* and /copilot/*",
+	routeWidened:       "allow-routes",
+	routeHealth:        "local:health",
+	routeStats:         "local:stats",
+	routeLocalNotFound: "local:not-found",
+	routeRefused:       "refused",
 }
 
 const (
-	routeOther = iota
+	routeNotAllowed route = iota // no rule of the policy matches (403), or not yet routed
 	routeChat
 	routeResponses
 	routeMessages
 	routeModels
-	routeEmbeddings
 	routeMCPReadonly
-	routeMCP
 	routeAgents
 	routeUser
 	routeExchange
 	routeInternal
+	routeWidened
 	routeHealth
 	routeStats
 	routeLocalNotFound
-	routeRefused
+	routeRefused // malformed or hostile request targets (400), before any routing
 	numRoutes
 )
-
-// routeOf labels a path. It does not allocate.
-func routeOf(path string) int {
-	switch path {
-	case "/chat/completions":
-		return routeChat
-	case "/responses":
-		return routeResponses
-	case "/v1/messages":
-		return routeMessages
-	case "/models":
-		return routeModels
-	case "/embeddings":
-		return routeEmbeddings
-	case "/mcp/readonly":
-		return routeMCPReadonly
-	case "/copilot_internal/user":
-		return routeUser
-	case "/copilot_internal/v2/token":
-		return routeExchange
-	}
-	switch {
-	case hasPrefix(path, "/mcp/"):
-		return routeMCP
-	case hasPrefix(path, "/agents/"):
-		return routeAgents
-	case hasPrefix(path, "/copilot_internal/"):
-		return routeInternal
-	}
-	return routeOther
-}
 
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
@@ -260,6 +236,8 @@ type collector struct {
 	bytesOut atomic.Int64
 	authFail atomic.Int64
 	refused  atomic.Int64
+
+	connCapHits atomic.Int64
 	// statusCounts[route][status-100] for statuses 100..599; anything else lands on 0 (read as 0).
 	statusCounts [numRoutes][500]atomic.Int64
 	latency      *histogram
@@ -287,7 +265,7 @@ func newCollector(now time.Time) *collector {
 	}
 }
 
-func (c *collector) countStatus(route, status int) {
+func (c *collector) countStatus(route route, status int) {
 	if status < 100 || status > 599 {
 		status = 100 // "unknown": shown as status 0
 	}
@@ -342,6 +320,7 @@ func (c *collector) snapshot(now time.Time, upstreams []UpstreamInfo) Stats {
 		DurationMS:         c.duration.percentiles(),
 		ClientAuthFailures: c.authFail.Load(),
 		Refused:            c.refused.Load(),
+		ConnCapHits:        c.connCapHits.Load(),
 		Routes:             []RouteCount{},
 		UpstreamErrors:     []UpstreamError{},
 		SchemeSwitches:     []SchemeSwitch{},

@@ -343,7 +343,8 @@ func TestChunkedRepliesAreStreamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := serveHarness(t, Config{Endpoints: ep, ExplicitTarget: true, Token: copilot.NewToken(realToken),
-		ClientToken: NewClientToken(), RootCAs: roots, DialContext: loopbackOnly}, &syncBuffer{})
+		ClientToken: NewClientToken(), RootCAs: roots, DialContext: loopbackOnly,
+		AllowRoutes: []string{"GET /ndjson", "GET /sized"}}, &syncBuffer{})
 	t.Cleanup(func() { h.stop() })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
