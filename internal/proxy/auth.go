@@ -110,12 +110,12 @@ func (up *upstream) pinned(u *url.URL) error {
 }
 
 // credClient is an HTTP client for the proxy's own requests with the real credential (discovery,
-// token exchange): it never follows a redirect — Go's client would drop Authorization on a
+// token exchange), on connections of their own: it never follows a redirect — Go's client would drop Authorization on a
 // cross-host hop, but credTransport would set it again — and credTransport refuses any host but
 // up's.
 func (p *Proxy) credClient(up *upstream) *http.Client {
 	return &http.Client{
-		Transport: &credTransport{p: p, up: up},
+		Transport: &credTransport{p: p, up: up, own: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},

@@ -133,6 +133,9 @@ func setup(t *testing.T, ft *faketenant.Tenant, in platform.Input, mutate func(*
 // serveHarness starts a proxy from cfg on a real loopback listener; the caller stops it.
 func serveHarness(t *testing.T, cfg Config, logs *syncBuffer) *harness {
 	t.Helper()
+	if cfg.Logger == nil && logs != nil {
+		cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := New(ctx, cfg)
 	if err != nil {

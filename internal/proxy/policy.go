@@ -259,8 +259,11 @@ func (p *policy) refusedRoutes(n int) ([]RefusedRoute, int64) {
 // it. Nothing was sent upstream.
 func (p *Proxy) refuseRoute(st *reqState, r *http.Request, path, why string) {
 	st.refusal = "route-not-allowed"
-	if why != "" {
+	switch {
+	case why != "":
 		st.refusal = why
+	case strings.HasPrefix(path, exchangePath):
+		st.refusal = "exchange-variant"
 	}
 	p.policy.noteRefused(r.Method, path)
 	p.stats.refusal(st.refusal)

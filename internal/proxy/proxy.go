@@ -117,11 +117,16 @@ type upstream struct {
 	target    *url.URL
 	host      string // host name, for stats, logs and error replies
 	source    string
-	isCopilot bool                   // add the headers the Copilot API needs
-	transport *http.Transport        // streamed routes: HTTP/2 when the upstream offers it
-	plain     *http.Transport        // every other route: HTTP/1.1 keep-alive
-	rp        *httputil.ReverseProxy // replies of other routes
-	rpStream  *httputil.ReverseProxy // the same with smaller copy buffers, for streamed routes
+	isCopilot bool            // add the headers the Copilot API needs
+	transport *http.Transport // streamed routes: HTTP/2 when the upstream offers it
+	plain     *http.Transport // every other route: HTTP/1.1 keep-alive
+	// own carries the proxy's own requests with the real credential (discovery, exchange): a
+	// connection each, never reused, never shared with agents' requests. An upstream that sends
+	// a reply too many (HTTP/1.1 framing confusion) could otherwise hand the next request on that
+	// connection a reply meant for another — an agent the proxy's exchanged Copilot token.
+	own      *http.Transport
+	rp       *httputil.ReverseProxy // replies of other routes
+	rpStream *httputil.ReverseProxy // the same with smaller copy buffers, for streamed routes
 
 	auto      bool         // --auth-scheme auto: may switch on a "badly formatted" reply
 	scheme    atomic.Int32 // schemeBearer or schemeToken
@@ -242,6 +247,8 @@ func (p *Proxy) newUpstream(name, rawURL, source string, isCopilot bool) (*upstr
 		token:     []string{"token " + p.cfg.Token.Reveal()},
 	}
 	up.plain = p.newTransport(false)
+	up.own = p.newTransport(false)
+	up.own.DisableKeepAlives = true
 	if p.cfg.AuthScheme == SchemeToken {
 		up.scheme.Store(schemeToken)
 	}
@@ -290,6 +297,9 @@ func (p *Proxy) newTransport(h2 bool) *http.Transport {
 	t := &http.Transport{
 		Proxy:       p.cfg.Proxy,
 		DialContext: dial,
+		// HTTP/1.1 connections are guarded against replies no request asked for (guard.go). Through
+		// an outbound proxy net/http does the TLS itself (TLSClientConfig), unguarded.
+		DialTLSContext: p.tlsDialer(dial, h2),
 		TLSClientConfig: &tls.Config{
 			RootCAs:    p.cfg.RootCAs,
 			MinVersion: tls.VersionTLS12,
@@ -760,6 +770,9 @@ var (
 type credTransport struct {
 	p  *Proxy
 	up *upstream
+	// own: the proxy's own requests (discovery, token exchange), on up.own: never a connection
+	// an agent's request uses, so no reply to one can reach the other.
+	own bool
 }
 
 func (t *credTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -800,9 +813,12 @@ func (t *credTransport) roundTrip(req *http.Request, bearer, token []string) (*h
 		}
 	}
 	setAuth(req, scheme, bearer, token)
-	var tr http.RoundTripper = up.plain
-	if st != nil && streamed(st.route) {
-		tr = up.transport
+	var tr http.RoundTripper = guardedTransport{up.plain}
+	switch {
+	case t.own:
+		tr = up.own // a connection per request: nothing to guard
+	case st != nil && streamed(st.route):
+		tr = guardedTransport{up.transport}
 	}
 	resp, err := tr.RoundTrip(req)
 	if err != nil && isDialError(err) && (req.Method == http.MethodGet || req.Method == http.MethodHead) &&

@@ -62,6 +62,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	for _, up := range []*upstream{p.rest, p.copilot} {
 		up.transport.CloseIdleConnections()
 		up.plain.CloseIdleConnections()
+		up.own.CloseIdleConnections()
 	}
 	st := p.Stats()
 	p.log.Info("stopped", slog.Int64("requests", st.Requests), slog.Int64("bytes_out", st.BytesOut))
