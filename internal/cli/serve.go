@@ -63,6 +63,9 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	grace := fs.Duration("shutdown-grace", proxy.DefaultShutdownGrace, "on SIGTERM, how long open streams may finish")
 	resolve := resolveFlag{}
 	fs.Var(resolve, "resolve", "HOST:PORT:ADDR[:PORT]: dial ADDR for HOST:PORT (repeatable; for tests and demos)")
+	var allowRoutes multiFlag
+	fs.Var(&allowRoutes, "allow-route", "'METHOD /path' or 'METHOD /prefix/*': forward this route too (repeatable); the default policy forwards only the routes Copilot clients use")
+	maxConns := fs.Int("max-conns", proxy.DefaultMaxConns, "most client connections open at once; at the cap the longest-idle one is closed for a new one")
 	if code, ok := parseFlags(fs, args, stderr, "Runs the Copilot routing proxy. The real token comes from COPILOT_GITHUB_TOKEN (or --token-env),\n"+
 		"the client token from COPILOT_ROUTE_CLIENT_TOKEN (generated when unset, then written only to --ready-file).\n"+
 		"Prints {\"url\":...,\"pid\":...} on stdout once listening; SIGTERM stops it gracefully."); !ok {
@@ -150,6 +153,8 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		Logger:                logger,
 		ResponseHeaderTimeout: *headerTimeout,
 		ShutdownGrace:         *grace,
+		AllowRoutes:           allowRoutes,
+		MaxConns:              *maxConns,
 	})
 	if err != nil {
 		return fail("%v", err)
@@ -175,7 +180,8 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		slog.String("copilot_api", ups[0].URL), slog.String("copilot_api_source", ups[0].Source),
 		slog.String("rest_api", ups[1].URL), slog.String("discovery", p.Stats().Discovery.State),
 		slog.String("token_kind", string(realTok.Kind())), slog.String("client_token", clientSource),
-		slog.String("auth_scheme", strings.ToLower(*authScheme)))
+		slog.String("auth_scheme", strings.ToLower(*authScheme)), slog.Any("allow_routes", p.Stats().Policy.Widened),
+		slog.Int("max_conns", *maxConns))
 	if k := realTok.Kind(); !k.WorksWithCopilot() {
 		logger.Warn("the GitHub token's kind is not accepted by Copilot; expect 401s upstream",
 			slog.String("token_kind", string(k)))

@@ -90,6 +90,8 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	fs.StringVar(&c.integrationID, "integration-id", inputOr(a, "integration-id", ""), "Copilot-Integration-Id for clients that send none (passed to serve)")
 	fs.DurationVar(&c.timeout, "timeout", daemon.DefaultReadyTimeout, "how long to wait for the proxy to be ready")
 	fs.StringVar(&c.serveBinary, "serve-binary", "", "the copilot-route binary to run serve with (default: this program)")
+	var allowRouteFlags multiFlag
+	fs.Var(&allowRouteFlags, "allow-route", "'METHOD /path' or 'METHOD /prefix/*' passed to serve (repeatable; input allow-routes, one per line)")
 	var resolve multiFlag
 	fs.Var(&resolve, "resolve", "HOST:PORT:ADDR passed to serve --resolve (repeatable; tests and demos; also env COPILOT_ROUTE_RESOLVE, space-separated)")
 	if err := fs.Parse(args); err != nil {
@@ -122,6 +124,10 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 			return stepFail(a, stderr, err.Error())
 		}
 	}
+	allowRoutes, err := readAllowRoutes(a.Input("allow-routes"), allowRouteFlags)
+	if err != nil {
+		return stepFail(a, stderr, err.Error())
+	}
 
 	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
 		return stepFail(a, stderr, fmt.Sprintf("create %s: %v (set RUNNER_TEMP or --state-dir to a writable directory)", c.stateDir, err))
@@ -148,6 +154,9 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		if f[1] != "" {
 			serveArgs = append(serveArgs, f[0], f[1])
 		}
+	}
+	for _, r := range allowRoutes {
+		serveArgs = append(serveArgs, "--allow-route", r)
 	}
 	for _, r := range append(strings.Fields(env.Getenv("COPILOT_ROUTE_RESOLVE")), resolve...) {
 		serveArgs = append(serveArgs, "--resolve", r)
@@ -221,6 +230,29 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	}
 	fmt.Fprintf(stderr, "copilot-route: proxy ready at %s (pid %d) in %.1f ms; log %s\n", ready.URL, started.PID, readyMS, logFile)
 	return 0
+}
+
+// readAllowRoutes reads the input allow-routes (one route per line; '#' starts a comment) and the
+// --allow-route flags, each checked before serve starts.
+func readAllowRoutes(input string, flags []string) ([]string, error) {
+	var out []string
+	for _, l := range strings.Split(input, "\n") {
+		if i := strings.Index(l, "#"); i >= 0 {
+			l = l[:i]
+		}
+		if l = strings.Join(strings.Fields(l), " "); l != "" {
+			out = append(out, l)
+		}
+	}
+	out = append(out, flags...)
+	for _, r := range out {
+		if err := proxy.ValidateAllowRoute(r); err != nil {
+			return nil, &platform.InputError{Input: "allow-routes", Value: platform.Quote(r),
+				Problem: strings.TrimPrefix(err.Error(), fmt.Sprintf("allow-route %q: ", r)),
+				Example: "GET /copilot_internal/content_exclusions"}
+		}
+	}
+	return out, nil
 }
 
 // readyInfo is the line serve prints and writes to its ready file.

@@ -151,7 +151,7 @@ var clientTokenShape = regexp.MustCompile(`^ghs_[A-Za-z0-9]{36}$`)
 
 func TestStartServeStopInAJob(t *testing.T) {
 	t.Parallel()
-	r := newStepRunner(t, nil)
+	r := newStepRunner(t, map[string]string{"INPUT_ALLOW_ROUTES": "# the agent's extra route\nGET  /copilot_internal/content_exclusions\n\nPOST /mcp/*  # and MCP"})
 	code, out, errOut := r.run(runStart)
 	if code != 0 {
 		t.Fatalf("start exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
@@ -187,6 +187,9 @@ func TestStartServeStopInAJob(t *testing.T) {
 	environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 	if bytes.Contains(cmdline, []byte(startRealToken)) || bytes.Contains(cmdline, []byte(client)) {
 		t.Errorf("a token is in the proxy's argv: %q", cmdline)
+	}
+	if !bytes.Contains(cmdline, []byte("\x00--allow-route\x00GET /copilot_internal/content_exclusions\x00--allow-route\x00POST /mcp/*\x00")) {
+		t.Errorf("the allow-routes input did not reach serve: %q", cmdline)
 	}
 	for _, want := range []string{envRealToken + "=" + startRealToken, envClientToken + "=" + client, "RUNNER_TRACKING_ID=github_test_tracking"} {
 		if !bytes.Contains(environ, []byte(want+"\x00")) {
@@ -310,6 +313,8 @@ func TestStartFailsCleanly(t *testing.T) {
 		{"token from the environment only", map[string]string{"INPUT_GITHUB_TOKEN": "", "COPILOT_GITHUB_TOKEN": startRealToken, "INPUT_LISTEN": "127.0.0.1:notaport"}, "the proxy did not start", "| "},
 		{"bad server url", map[string]string{"INPUT_SERVER_URL": "https://ghe.com"}, "server-url", ""},
 		{"bad proxy host", map[string]string{"INPUT_PROXY_HOST": "http://evil/"}, "proxy-host", ""},
+		{"bad allow-routes", map[string]string{"INPUT_ALLOW_ROUTES": "GET /models\nPOST /copilot_internal/v2/token"}, "allow-routes", ""},
+		{"allow-routes without a method", map[string]string{"INPUT_ALLOW_ROUTES": "/repos/*"}, "METHOD /path", ""},
 		{"bad start-proxy", map[string]string{"INPUT_START_PROXY": "maybe"}, "start-proxy", ""},
 		{"serve cannot listen", map[string]string{"INPUT_LISTEN": "127.0.0.1:notaport"}, "the proxy did not start", "listen on"},
 		{"serve cannot read the CA", map[string]string{"INPUT_CA_FILE": "/nonexistent/ca.pem"}, "exited before it was ready", "read --ca-file"},

@@ -76,8 +76,8 @@ type policy struct {
 	widened  []string         // the operator's additions, as given (normalised)
 
 	mu       sync.Mutex
-	refused  map[string]int64 // "METHOD /path" of refused requests, bounded
-	overflow int64            // refused requests beyond the bound
+	refused  map[string]*RefusedRoute // by "METHOD /path", bounded
+	overflow int64                    // refused requests beyond the bound
 }
 
 // maxRefusedRoutes bounds the distinct refused routes remembered for the report: an agent
@@ -87,7 +87,7 @@ const maxRefusedRoutes = 100
 // newPolicy builds the table from the defaults and --allow-route values: "METHOD /path" or
 // "METHOD /prefix/*".
 func newPolicy(allow []string) (*policy, error) {
-	p := &policy{exact: map[string]*rule{}, refused: map[string]int64{}}
+	p := &policy{exact: map[string]*rule{}, refused: map[string]*RefusedRoute{}}
 	for i := range defaultRules {
 		r := &defaultRules[i]
 		p.exact[r.method+" "+r.path] = r
@@ -215,12 +215,17 @@ func canonicalPath(r *http.Request) (string, string) {
 }
 
 // noteRefused counts a refused route for the traffic report.
-func (p *policy) noteRefused(method, path string) {
-	k := cutString(method, 16) + " " + cutString(path, 120)
+func (p *policy) noteRefused(method, path, reason string) {
+	method, path = cutString(method, 16), cutString(path, 120)
+	k := method + " " + path
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.refused[k]; ok || len(p.refused) < maxRefusedRoutes {
-		p.refused[k]++
+	if r := p.refused[k]; r != nil {
+		r.Count++
+		return
+	}
+	if len(p.refused) < maxRefusedRoutes {
+		p.refused[k] = &RefusedRoute{Method: method, Path: path, Reason: reason, Count: 1}
 		return
 	}
 	p.overflow++
@@ -232,9 +237,8 @@ func (p *policy) refusedRoutes(n int) ([]RefusedRoute, int64) {
 	p.mu.Lock()
 	out := make([]RefusedRoute, 0, len(p.refused))
 	rest := p.overflow
-	for k, c := range p.refused {
-		m, path, _ := strings.Cut(k, " ")
-		out = append(out, RefusedRoute{Method: m, Path: path, Count: c})
+	for _, r := range p.refused {
+		out = append(out, *r)
 	}
 	p.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -265,7 +269,7 @@ func (p *Proxy) refuseRoute(st *reqState, r *http.Request, path, why string) {
 	case strings.HasPrefix(path, exchangePath):
 		st.refusal = "exchange-variant"
 	}
-	p.policy.noteRefused(r.Method, path)
+	p.policy.noteRefused(r.Method, path, st.refusal)
 	p.stats.refusal(st.refusal)
 	shown := cutString(path, 200)
 	var msg string
@@ -287,6 +291,9 @@ func (p *Proxy) refuseRoute(st *reqState, r *http.Request, path, why string) {
 type RefusedRoute struct {
 	Method string `json:"method"`
 	Path   string `json:"path"`
+	// Reason is "route-not-allowed" (allow-routes can allow it), or why it can never be
+	// forwarded: "exchange-variant", "encoded-slash", "double-encoded".
+	Reason string `json:"reason"`
 	Count  int64  `json:"count"`
 }
 

@@ -222,7 +222,7 @@ func soakMixed(t *testing.T, plan soakPlan) {
 		stream("/v1/messages"),
 		{http.MethodPost, "/chat/completions", h.bearer(), `{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}`, 200},
 		{http.MethodGet, "/copilot_internal/user", h.bearer(), "", 200},
-		{http.MethodPost, "/embeddings", h.bearer(), `{"input":"hi","model":"text-embedding-3-small"}`, 200},
+		{http.MethodPost, "/embeddings", h.bearer(), `{"input":"hi","model":"text-embedding-3-small"}`, 403}, // not a route of the policy
 		{http.MethodGet, "/models", "", "", 401},
 		{http.MethodGet, "/models", "Bearer " + realToken, "", 401},
 		{http.MethodGet, "/%2e%2e/models", h.bearer(), "", 400},

@@ -14,7 +14,7 @@ func Traffic(s proxy.Stats) string {
 	var b strings.Builder
 	icon := "✅"
 	switch {
-	case len(s.UpstreamErrors) > 0 || serverErrors(s) > 0 || s.ClientAuthFailures > 0:
+	case len(s.UpstreamErrors) > 0 || serverErrors(s) > 0 || s.ClientAuthFailures > 0 || s.Policy.Refused > 0:
 		icon = "⚠️"
 	case s.Requests == 0:
 		icon = "➖"
@@ -46,6 +46,8 @@ func Traffic(s proxy.Stats) string {
 		b.WriteString("\n")
 	}
 
+	policySection(&b, s.Policy)
+
 	if len(s.SchemeSwitches) > 0 {
 		b.WriteString("### Authorization scheme switches\n\n")
 		for _, sw := range s.SchemeSwitches {
@@ -68,6 +70,38 @@ func Traffic(s proxy.Stats) string {
 	fmt.Fprintf(&b, "- Requests without the client token: %d\n", s.ClientAuthFailures)
 	b.WriteString("\n</details>\n\n")
 	return b.String()
+}
+
+// policySection reports the route policy: the requests it refused (most refused routes first)
+// and how to allow one, and any routes the operator allowed beyond the defaults.
+func policySection(b *strings.Builder, p proxy.PolicyStats) {
+	if p.Refused > 0 {
+		fmt.Fprintf(b, "### Refused by the route policy\n\n%s went nowhere: the proxy forwards only the routes Copilot clients use, "+
+			"so its credential did no other work. If the agent needs one of these, add the line to the action input `allow-routes`.\n\n",
+			plural(int(p.Refused), "request", "requests"))
+		b.WriteString("| Method | Path | Count | To allow it (`allow-routes`) |\n| --- | --- | --: | --- |\n")
+		for _, r := range p.TopRefused {
+			allow := code(r.Method + " " + r.Path)
+			if r.Reason != "route-not-allowed" {
+				allow = "never forwarded (" + text(r.Reason) + ")"
+			}
+			fmt.Fprintf(b, "| %s | %s | %d | %s |\n", code(r.Method), code(r.Path), r.Count, allow)
+		}
+		if p.OtherRefused > 0 {
+			fmt.Fprintf(b, "| | *other routes* | %d | |\n", p.OtherRefused)
+		}
+		b.WriteString("\n")
+	}
+	if len(p.Widened) > 0 {
+		b.WriteString("**Routes allowed beyond the defaults** (`allow-routes`): ")
+		for i, w := range p.Widened {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(code(w))
+		}
+		b.WriteString("\n\n")
+	}
 }
 
 // The proxy's state names, said for a person.
@@ -258,6 +292,18 @@ func TrafficAnnotations(s proxy.Stats) []Annotation {
 	}
 	if len(s.SchemeSwitches) > 0 {
 		out = append(out, Annotation{Level: "warning", Title: "copilot-route: Authorization scheme", Message: schemeHint(s.SchemeSwitches)})
+	}
+	if s.Policy.Refused > 0 {
+		var top []string
+		for i, r := range s.Policy.TopRefused {
+			if i == 3 {
+				break
+			}
+			top = append(top, fmt.Sprintf("%s %s (%d×)", r.Method, r.Path, r.Count))
+		}
+		out = append(out, Annotation{Level: "warning", Title: "copilot-route: route policy",
+			Message: fmt.Sprintf("%s refused by the route policy, nothing sent upstream: %s. If the agent needs a route, add 'METHOD /path' to the input allow-routes.",
+				plural(int(s.Policy.Refused), "request was", "requests were"), strings.Join(top, ", "))})
 	}
 	if s.ClientAuthFailures > 0 {
 		out = append(out, Annotation{Level: "warning", Title: "copilot-route: client token",

@@ -28,6 +28,7 @@ type trafficCase struct {
 	name  string
 	setup func(t testing.TB, w *diagnosetest.World)
 	calls []call
+	allow []string // allow-routes
 }
 
 type call struct {
@@ -60,6 +61,19 @@ var trafficCases = []trafficCase{
 			closed := diagnosetest.ClosedPort(t)
 			w.Dial["api.acme.ghe.com"], w.Dial["copilot-api.acme.ghe.com"] = closed, closed
 		}},
+	// A prompt-injected agent tries the REST API, GraphQL and the full MCP server; the operator
+	// allowed one extra route.
+	{name: "ghe-policy", allow: []string{"GET /copilot_internal/content_exclusions", "POST /mcp/*"},
+		calls: []call{models, chatStream,
+			{method: "PUT", path: "/repos/acme/app/contents/x", body: `{"content":"eA=="}`},
+			{method: "PUT", path: "/repos/acme/app/contents/x", body: `{"content":"eA=="}`},
+			{method: "POST", path: "/graphql", body: `{"query":"mutation{deleteRepository}"}`},
+			{method: "DELETE", path: "/repos/acme/app"},
+			{method: "GET", path: "/copilot_internal/v2/token.json"},
+			{method: "GET", path: "/copilot_internal/content_exclusions"}},
+		setup: func(t testing.TB, w *diagnosetest.World) {
+			w.Tenant(t, "acme.ghe.com", diagnosetest.PATToken, "api.acme.ghe.com", "copilot-api.acme.ghe.com")
+		}},
 	{name: "ghe-reset-mid-stream", calls: []call{models, chatStream, chatStream},
 		setup: func(t testing.TB, w *diagnosetest.World) {
 			ft := w.Tenant(t, "acme.ghe.com", diagnosetest.PATToken, "api.acme.ghe.com", "copilot-api.acme.ghe.com")
@@ -81,7 +95,7 @@ func (tc trafficCase) run(t *testing.T) proxy.Stats {
 	}
 	p, err := proxy.New(context.Background(), proxy.Config{
 		Endpoints: ep, Token: copilot.NewToken(diagnosetest.PATToken), ClientToken: copilot.NewToken(clientToken),
-		RootCAs: roots, DialContext: diagnose.StaticDialer(w.Dial),
+		RootCAs: roots, DialContext: diagnose.StaticDialer(w.Dial), AllowRoutes: tc.allow,
 		// Generous: no case here is about timeouts, and a loaded CI machine must not make one.
 		DialTimeout: 20 * time.Second, TLSHandshakeTimeout: 20 * time.Second,
 	})
