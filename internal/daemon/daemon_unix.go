@@ -52,6 +52,8 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 		Stdin:  devnull,
 		Stdout: logf,
 		Stderr: logf,
+		// Exactly these descriptors beyond 0-2: the runtime opens everything else close-on-exec.
+		ExtraFiles: o.ExtraFiles,
 		// A new session: no controlling terminal, its own process group, and not in the step's
 		// group, so neither the step's end nor a Ctrl-C aimed at the parent reaches it.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
