@@ -210,3 +210,31 @@ func TestReadHandoffRefuses(t *testing.T) {
 		})
 	}
 }
+
+// A descriptor this process inherited without close-on-exec (as from a runner or a shell) does
+// not pass to the detached child: it would hold, say, a step's output pipe for the job's life.
+func TestStartPassesNoInheritedDescriptor(t *testing.T) {
+	t.Parallel()
+	p := make([]int, 2)
+	if err := syscall.Pipe(p); err != nil { // pipe2(p, 0): no close-on-exec, like an inherited one
+		t.Fatal(err)
+	}
+	defer syscall.Close(p[0])
+	defer syscall.Close(p[1])
+	var st syscall.Stat_t
+	if err := syscall.Fstat(p[1], &st); err != nil {
+		t.Fatal(err)
+	}
+	started, err := Start(context.Background(), opts(t, "ready"))
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _, _ = Stop(context.Background(), started.Handle, time.Second) })
+	pipe := fmt.Sprintf("pipe:[%d]", st.Ino)
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", started.PID))
+	for _, fd := range fds {
+		if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", started.PID, fd.Name())); l == pipe {
+			t.Errorf("the child inherited our pipe as fd %s", fd.Name())
+		}
+	}
+}
