@@ -19,13 +19,22 @@ type Env struct {
 	Getenv  func(string) string
 	Environ func() []string // for child processes
 	Stdin   io.Reader
+	// Unsetenv removes a variable from the process's environment (serve drops its token
+	// variables once read); nil does nothing.
+	Unsetenv func(string)
 }
 
 // OSEnv is the real environment.
-func OSEnv() Env { return Env{Getenv: os.Getenv, Environ: os.Environ, Stdin: os.Stdin} }
+func OSEnv() Env {
+	return Env{Getenv: os.Getenv, Environ: os.Environ, Stdin: os.Stdin, Unsetenv: func(k string) { _ = os.Unsetenv(k) }}
+}
 
-// MapEnv builds an Env from a map, for tests.
-func MapEnv(m map[string]string) Env {
+// MapEnv builds an Env from a copy of a map, for tests: its Unsetenv changes only that copy.
+func MapEnv(vars map[string]string) Env {
+	m := make(map[string]string, len(vars))
+	for k, v := range vars {
+		m[k] = v
+	}
 	return Env{
 		Getenv: func(k string) string { return m[k] },
 		Environ: func() []string {
@@ -36,7 +45,8 @@ func MapEnv(m map[string]string) Env {
 			sort.Strings(out)
 			return out
 		},
-		Stdin: strings.NewReader(""),
+		Stdin:    strings.NewReader(""),
+		Unsetenv: func(k string) { delete(m, k) },
 	}
 }
 
