@@ -9,6 +9,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/copilot-route/copilot-route/internal/daemon"
 )
 
 // Version is set at build time with -ldflags "-X github.com/copilot-route/copilot-route/internal/cli.Version=v1.2.3".
@@ -22,11 +24,15 @@ type Env struct {
 	// Unsetenv removes a variable from the process's environment (serve drops its token
 	// variables once read); nil does nothing.
 	Unsetenv func(string)
+	// Seal keeps other processes of the same user out of this one's memory and /proc files
+	// (daemon.Seal); serve calls it first. nil, as in tests that run serve in-process, does nothing.
+	Seal func() error
 }
 
 // OSEnv is the real environment.
 func OSEnv() Env {
-	return Env{Getenv: os.Getenv, Environ: os.Environ, Stdin: os.Stdin, Unsetenv: func(k string) { _ = os.Unsetenv(k) }}
+	return Env{Getenv: os.Getenv, Environ: os.Environ, Stdin: os.Stdin,
+		Unsetenv: func(k string) { _ = os.Unsetenv(k) }, Seal: daemon.Seal}
 }
 
 // MapEnv builds an Env from a copy of a map, for tests: its Unsetenv changes only that copy.

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/copilot-route/copilot-route/internal/copilot"
+	"github.com/copilot-route/copilot-route/internal/daemon"
 	"github.com/copilot-route/copilot-route/internal/platform"
 	"github.com/copilot-route/copilot-route/internal/proxy"
 )
@@ -76,6 +77,12 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "copilot-route serve: "+format+"\n", a...)
 		return 1
+	}
+
+	// Before any secret is read: no other process of our user may read our memory or /proc files.
+	var sealErr error
+	if env.Seal != nil {
+		sealErr = env.Seal()
 	}
 
 	// Credentials: from a pipe (start) or the environment (by hand), never argv, which every user
@@ -207,7 +214,10 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		slog.String("copilot_api", ups[0].URL), slog.String("copilot_api_source", ups[0].Source),
 		slog.String("rest_api", ups[1].URL), slog.String("discovery", p.Stats().Discovery.State),
 		slog.String("token_kind", string(realTok.Kind())), slog.String("client_token", clientSource),
-		slog.String("auth_scheme", strings.ToLower(*authScheme)))
+		slog.String("auth_scheme", strings.ToLower(*authScheme)), slog.Bool("sealed", daemon.Sealed()))
+	if sealErr != nil {
+		logger.Warn("other processes of this user may read the proxy's memory", slog.String("error", sealErr.Error()))
+	}
 	for _, name := range unusedTokenVars {
 		logger.Warn("a token variable is set in serve's environment but not used (the tokens came from --secrets-fd): "+
 			"it stays readable in /proc/PID/environ for the proxy's life; do not pass it", slog.String("variable", name))

@@ -48,6 +48,10 @@ func child(mode string, args []string) int {
 		select {}
 	case "handoff":
 		return handoffChild(readyFile, term)
+	case "sealed", "unsealed":
+		return sealChild(mode == "sealed")
+	case "inspect":
+		return inspectChild(readyFile)
 	case "ready":
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
