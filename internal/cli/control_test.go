@@ -153,6 +153,23 @@ func holdIdle(t *testing.T, proxyURL string, n int) {
 	}
 }
 
+// startEdited runs start, then lets edit change the state file stop will read.
+func startEdited(t *testing.T, r *stepRunner, edit func(*proxyState)) proxyState {
+	t.Helper()
+	if code, out, errOut := r.run(runStart); code != 0 {
+		t.Fatalf("start exit %d\n%s%s", code, out, errOut)
+	}
+	st, err := readState(r.statePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&st)
+	if err := writeState(r.statePath(), st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 var requestsLine = regexp.MustCompile(`(\d+) requests? in `)
 
 // summaryRequests is the request count the traffic report shows, or -1 without figures.
@@ -175,19 +192,10 @@ func TestStopReadsFiguresWhileTheAgentHoldsTCP(t *testing.T) {
 	t.Parallel()
 	const idle = 256
 	r := newStepRunner(t, nil)
-	if code, out, errOut := r.run(runStart); code != 0 {
-		t.Fatalf("start exit %d\n%s%s", code, out, errOut)
-	}
-	st, err := readState(r.statePath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	holdIdle(t, st.URL, idle)
-	// Nothing listens at this URL: figures can only come from the control socket.
-	st.URL = "http://127.0.0.1:1"
-	if err := writeState(r.statePath(), st); err != nil {
-		t.Fatal(err)
-	}
+	st := startEdited(t, r, func(st *proxyState) {
+		holdIdle(t, st.URL, idle)
+		st.URL = "http://127.0.0.1:1" // nothing listens here: figures can only come from the socket
+	})
 	code, out, errOut := r.run(runStop)
 	if code != 0 {
 		t.Fatalf("stop exit %d\n%s%s", code, out, errOut)
@@ -216,17 +224,7 @@ func TestStopFallsBackToTCP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := newStepRunner(t, nil)
-			if code, out, errOut := r.run(runStart); code != 0 {
-				t.Fatalf("start exit %d\n%s%s", code, out, errOut)
-			}
-			st, err := readState(r.statePath())
-			if err != nil {
-				t.Fatal(err)
-			}
-			st.ControlSocket = tc.socket(filepath.Dir(r.statePath()))
-			if err := writeState(r.statePath(), st); err != nil {
-				t.Fatal(err)
-			}
+			st := startEdited(t, r, func(st *proxyState) { st.ControlSocket = tc.socket(filepath.Dir(r.statePath())) })
 			s, err := fetchStats(context.Background(), st)
 			if err != nil || s == nil {
 				t.Fatalf("figures over TCP: %v", err)
