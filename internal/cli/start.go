@@ -149,7 +149,7 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	readyFile := filepath.Join(c.stateDir, "ready.json")
 	serveArgs := []string{"serve", "--listen", c.listen, "--ready-file", readyFile, "--secrets-fd", strconv.Itoa(secretsFD)}
 	sock := filepath.Join(c.stateDir, controlSocketName)
-	if len(sock) > maxSocketPath {
+	if !socketPathFits(sock) {
 		warn(a, stderr, "copilot-route", fmt.Sprintf("the state directory's path is too long for a unix socket (%d bytes > %d): "+
 			"the proxy runs without its control socket, so stop reads its figures over TCP, where an agent holding every connection can starve it",
 			len(sock), maxSocketPath))
