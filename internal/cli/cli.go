@@ -9,6 +9,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/copilot-route/copilot-route/internal/daemon"
 )
 
 // Version is set at build time with -ldflags "-X github.com/copilot-route/copilot-route/internal/cli.Version=v1.2.3".
@@ -19,13 +21,26 @@ type Env struct {
 	Getenv  func(string) string
 	Environ func() []string // for child processes
 	Stdin   io.Reader
+	// Unsetenv removes a variable from the process's environment (serve drops its token
+	// variables once read); nil does nothing.
+	Unsetenv func(string)
+	// Seal keeps other processes of the same user out of this one's memory and /proc files
+	// (daemon.Seal); serve calls it first. nil, as in tests that run serve in-process, does nothing.
+	Seal func() error
 }
 
 // OSEnv is the real environment.
-func OSEnv() Env { return Env{Getenv: os.Getenv, Environ: os.Environ, Stdin: os.Stdin} }
+func OSEnv() Env {
+	return Env{Getenv: os.Getenv, Environ: os.Environ, Stdin: os.Stdin,
+		Unsetenv: func(k string) { _ = os.Unsetenv(k) }, Seal: daemon.Seal}
+}
 
-// MapEnv builds an Env from a map, for tests.
-func MapEnv(m map[string]string) Env {
+// MapEnv builds an Env from a copy of a map, for tests: its Unsetenv changes only that copy.
+func MapEnv(vars map[string]string) Env {
+	m := make(map[string]string, len(vars))
+	for k, v := range vars {
+		m[k] = v
+	}
 	return Env{
 		Getenv: func(k string) string { return m[k] },
 		Environ: func() []string {
@@ -36,7 +51,8 @@ func MapEnv(m map[string]string) Env {
 			sort.Strings(out)
 			return out
 		},
-		Stdin: strings.NewReader(""),
+		Stdin:    strings.NewReader(""),
+		Unsetenv: func(k string) { delete(m, k) },
 	}
 }
 

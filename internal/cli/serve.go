@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/copilot-route/copilot-route/internal/copilot"
+	"github.com/copilot-route/copilot-route/internal/daemon"
 	"github.com/copilot-route/copilot-route/internal/platform"
 	"github.com/copilot-route/copilot-route/internal/proxy"
 )
@@ -58,7 +59,11 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	integrationID := fs.String("integration-id", copilot.DefaultIntegrationID, "Copilot-Integration-Id for clients that send none")
 	logFile := fs.String("log-file", "", "file for the JSON log, one line per request (default: stderr)")
 	readyFile := fs.String("ready-file", "", "file to write {\"url\",\"pid\"} to once listening (written whole, mode 0600)")
-	tokenEnv := fs.String("token-env", envRealToken, "environment variable holding the real GitHub token")
+	tokenEnv := fs.String("token-env", envRealToken, "environment variable holding the real GitHub token (not with --secrets-fd)")
+	secretsFDFlag := fs.Int("secrets-fd", -1, "read the tokens from this inherited descriptor, not the environment: a pipe holding "+
+		"{\"github_token\":…,\"client_token\":…} (client_token optional), read once and closed; start passes 3")
+	controlSocket := fs.String("control-socket", "", "also answer GET "+proxy.HealthPath+" and "+proxy.StatsPath+
+		" on a unix socket at this path, with no client token: mode 0600, in a directory of mode 0700")
 	headerTimeout := fs.Duration("response-header-timeout", proxy.DefaultResponseHeaderTimeout, "longest wait for an upstream's response headers")
 	grace := fs.Duration("shutdown-grace", proxy.DefaultShutdownGrace, "on SIGTERM, how long open streams may finish")
 	resolve := resolveFlag{}
@@ -67,7 +72,8 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	fs.Var(&allowRoutes, "allow-route", "'METHOD /path' or 'METHOD /prefix/*': forward this route too (repeatable); the default policy forwards only the routes Copilot clients use")
 	maxConns := fs.Int("max-conns", proxy.DefaultMaxConns, "most client connections open at once; at the cap the longest-idle one is closed for a new one")
 	if code, ok := parseFlags(fs, args, stderr, "Runs the Copilot routing proxy. The real token comes from COPILOT_GITHUB_TOKEN (or --token-env),\n"+
-		"the client token from COPILOT_ROUTE_CLIENT_TOKEN (generated when unset, then written only to --ready-file).\n"+
+		"the client token from COPILOT_ROUTE_CLIENT_TOKEN (generated when unset, then written only to --ready-file);\n"+
+		"with --secrets-fd both come from a pipe instead, and the environment is not read for them.\n"+
 		"Prints {\"url\":...,\"pid\":...} on stdout once listening; SIGTERM stops it gracefully."); !ok {
 		return code
 	}
@@ -76,25 +82,52 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		return 1
 	}
 
-	// Credentials: from the environment only (argv is visible to every user of the machine).
-	if *tokenEnv == "" {
-		return fail("--token-env is empty: name the environment variable that holds the GitHub token")
+	// Before any secret is read: no other process of our user may read our memory or /proc files.
+	var sealErr error
+	if env.Seal != nil {
+		sealErr = env.Seal()
 	}
-	realTok := copilot.NewToken(env.Getenv(*tokenEnv))
+
+	// Credentials: from a pipe (start) or the environment (by hand), never argv, which every user
+	// of the machine can read. Either way no token variable stays in our environment.
+	var realRaw, clientRaw, tokenSource, clientSource string
+	if *secretsFDFlag >= 0 {
+		if flagGiven(fs, "token-env") {
+			return fail("--token-env and --secrets-fd both given: the tokens come from one place; drop --token-env")
+		}
+		s, err := readServeSecrets(*secretsFDFlag)
+		if err != nil {
+			return fail("%v", err)
+		}
+		realRaw, clientRaw = s.GitHubToken, s.ClientToken
+		tokenSource = fmt.Sprintf("github_token on --secrets-fd %d", *secretsFDFlag)
+		clientSource = fmt.Sprintf("client_token on --secrets-fd %d", *secretsFDFlag)
+	} else {
+		if *tokenEnv == "" {
+			return fail("--token-env is empty: name the environment variable that holds the GitHub token")
+		}
+		realRaw, clientRaw = env.Getenv(*tokenEnv), env.Getenv(envClientToken)
+		tokenSource, clientSource = *tokenEnv, "env "+envClientToken
+	}
+	unusedTokenVars := clearTokenEnv(env, *tokenEnv, envRealToken, envClientToken)
+	if *secretsFDFlag < 0 {
+		unusedTokenVars = nil // they were the source
+	}
+	realTok := copilot.NewToken(realRaw)
 	if realTok.IsZero() {
-		return fail("no GitHub token: set %s to a token with Copilot access (a gho_/ghu_ token, a fine-grained PAT with the Copilot Requests permission, or the job's GITHUB_TOKEN with copilot-requests: write)", *tokenEnv)
+		return fail("no GitHub token: set %s to a token with Copilot access (a gho_/ghu_ token, a fine-grained PAT with the Copilot Requests permission, or the job's GITHUB_TOKEN with copilot-requests: write)", tokenSource)
 	}
-	clientRaw := copilot.Normalize(env.Getenv(envClientToken))
+	clientRaw = copilot.Normalize(clientRaw)
 	generated := clientRaw == ""
 	client := copilot.NewToken(clientRaw)
 	if generated {
 		client = proxy.NewClientToken()
 		if *readyFile == "" {
-			return fail("no %s and no --ready-file: a generated client token is reported only in the ready file; set one of them", envClientToken)
+			return fail("no client token (%s) and no --ready-file: a generated client token is reported only in the ready file; set one of them", clientSource)
 		}
 	}
 	if client.Reveal() == realTok.Reveal() {
-		return fail("%s equals the GitHub token: the client token must be a different value, the agent must never hold the real one", envClientToken)
+		return fail("the client token (%s) equals the GitHub token: it must be a different value, the agent must never hold the real one", clientSource)
 	}
 
 	in, _, err := detectInput(env, flags.or(nil))
@@ -127,13 +160,20 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	// Off loopback (e.g. for an agent container reaching the host) the client token is all that
 	// guards the real credential: refuse a guessable one before binding anything.
 	if !loopbackListen(*listen) && len(client.Reveal()) < 20 {
-		return fail("listening on %s, off loopback, needs a client token of 20 characters or more in %s (or leave it unset to generate one)", platform.Quote(*listen), envClientToken)
+		return fail("listening on %s, off loopback, needs a client token (%s) of 20 characters or more (or none, to have one generated)", platform.Quote(*listen), clientSource)
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fail("listen on %s: %v (pick a free address, e.g. 127.0.0.1:0)", platform.Quote(*listen), err)
 	}
 	defer ln.Close()
+	var ctl net.Listener
+	if *controlSocket != "" {
+		if ctl, err = listenControl(*controlSocket); err != nil {
+			return fail("%v", err)
+		}
+		defer ctl.Close() // removes the socket file
+	}
 
 	interaction := ""
 	if id := env.Getenv("GITHUB_RUN_ID"); id != "" {
@@ -171,7 +211,6 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 			return fail("write the ready file: %v (pass a writable --ready-file)", err)
 		}
 	}
-	clientSource := "env " + envClientToken
 	if generated {
 		clientSource = "generated (in the ready file)"
 	}
@@ -180,8 +219,15 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		slog.String("copilot_api", ups[0].URL), slog.String("copilot_api_source", ups[0].Source),
 		slog.String("rest_api", ups[1].URL), slog.String("discovery", p.Stats().Discovery.State),
 		slog.String("token_kind", string(realTok.Kind())), slog.String("client_token", clientSource),
-		slog.String("auth_scheme", strings.ToLower(*authScheme)), slog.Any("allow_routes", p.Stats().Policy.Widened),
-		slog.Int("max_conns", *maxConns))
+		slog.String("auth_scheme", strings.ToLower(*authScheme)), slog.Bool("sealed", daemon.Sealed()),
+		slog.Any("allow_routes", p.Stats().Policy.Widened), slog.Int("max_conns", *maxConns))
+	if sealErr != nil {
+		logger.Warn("other processes of this user may read the proxy's memory", slog.String("error", sealErr.Error()))
+	}
+	for _, name := range unusedTokenVars {
+		logger.Warn("a token variable is set in serve's environment but not used (the tokens came from --secrets-fd): "+
+			"it stays readable in /proc/PID/environ for the proxy's life; do not pass it", slog.String("variable", name))
+	}
 	if k := realTok.Kind(); !k.WorksWithCopilot() {
 		logger.Warn("the GitHub token's kind is not accepted by Copilot; expect 401s upstream",
 			slog.String("token_kind", string(k)))
@@ -189,10 +235,31 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	line, _ := json.Marshal(ready)
 	fmt.Fprintln(stdout, string(line))
 
-	if err := p.Serve(ctx, ln); err != nil {
+	// The control socket outlives the TCP listener's graceful shutdown: the figures stay
+	// readable while open streams finish.
+	ctlDone := make(chan error, 1)
+	ctlCtx, stopCtl := context.WithCancel(context.Background())
+	if ctl != nil {
+		go func() { ctlDone <- p.ServeControl(ctlCtx, ctl) }()
+	} else {
+		ctlDone <- nil
+	}
+	err = p.Serve(ctx, ln)
+	stopCtl()
+	if cerr := <-ctlDone; cerr != nil {
+		logger.Warn("the control socket failed", slog.String("error", cerr.Error()))
+	}
+	if err != nil {
 		return fail("%v", err)
 	}
 	return 0
+}
+
+// flagGiven says whether the command line set the flag (not just its default).
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 // loopbackListen says whether a listen address stays on loopback (an empty host means all

@@ -47,11 +47,17 @@ type serveRun struct {
 // startServe runs serve in-process and returns once it printed its ready line (or exited).
 func startServe(t *testing.T, env map[string]string, args ...string) *serveRun {
 	t.Helper()
+	return startServeEnv(t, MapEnv(env), args...)
+}
+
+// startServeEnv is startServe with an Env the caller keeps, to see what serve did to it.
+func startServeEnv(t *testing.T, env Env, args ...string) *serveRun {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	r := &serveRun{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, cancel: cancel, code: make(chan int, 1)}
 	go func() {
-		code := runServe(ctx, MapEnv(env), args, io.MultiWriter(pw, r.stdout), r.stderr)
+		code := runServe(ctx, env, args, io.MultiWriter(pw, r.stdout), r.stderr)
 		pw.Close()
 		r.code <- code
 	}()

@@ -24,24 +24,28 @@ import (
 	"github.com/copilot-route/copilot-route/internal/summary"
 )
 
-// Env var names shared by start, serve and stop. The real token and the client token reach the
-// proxy through its environment only: argv is readable by every user of the machine.
+// Env var names: start reads the real token from the first when the input is unset; serve run by
+// hand reads both. start hands them to serve on a pipe instead (handoff.go): an environment
+// stays readable in /proc/PID/environ, argv in /proc/PID/cmdline, for the process's whole life.
 const (
 	envRealToken   = "COPILOT_GITHUB_TOKEN"
 	envClientToken = "COPILOT_ROUTE_CLIENT_TOKEN"
 )
 
 // proxyState is what start leaves for stop, in a 0600 file under RUNNER_TEMP. It holds the client
-// token (stop needs it to read the stats), never the real one.
+// token (stop's fallback for reading the stats over TCP), never the real one.
 type proxyState struct {
-	PID         int       `json:"pid"`
-	Identity    string    `json:"identity"`
-	URL         string    `json:"url"`       // where the proxy listens, as it reported
-	ProxyURL    string    `json:"proxy_url"` // what the agent was told (proxy-host applied)
-	ClientToken string    `json:"client_token"`
-	LogFile     string    `json:"log_file"`
-	StartedAt   time.Time `json:"started_at"`
-	ReadyMS     float64   `json:"ready_ms"`
+	PID      int    `json:"pid"`
+	Identity string `json:"identity"`
+	URL      string `json:"url"`       // where the proxy listens, as it reported
+	ProxyURL string `json:"proxy_url"` // what the agent was told (proxy-host applied)
+	// ControlSocket answers health and stats with no client token and no share of the TCP
+	// listener's connections; empty in a state written by an older start.
+	ControlSocket string    `json:"control_socket,omitempty"`
+	ClientToken   string    `json:"client_token"`
+	LogFile       string    `json:"log_file"`
+	StartedAt     time.Time `json:"started_at"`
+	ReadyMS       float64   `json:"ready_ms"`
 }
 
 func (s proxyState) handle() daemon.Handle { return daemon.Handle{PID: s.PID, Identity: s.Identity} }
@@ -132,6 +136,10 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
 		return stepFail(a, stderr, fmt.Sprintf("create %s: %v (set RUNNER_TEMP or --state-dir to a writable directory)", c.stateDir, err))
 	}
+	// Private whatever made it: the control socket in it answers anyone who can reach it.
+	if err := os.Chmod(c.stateDir, 0o700); err != nil {
+		return stepFail(a, stderr, fmt.Sprintf("make %s private (mode 0700): %v (set RUNNER_TEMP or --state-dir to a directory of your own)", c.stateDir, err))
+	}
 	statePath := filepath.Join(c.stateDir, "proxy.json")
 	if old, err := readState(statePath); err == nil && daemon.Alive(old.handle()) {
 		return stepFail(a, stderr, fmt.Sprintf("a proxy started earlier in this job still runs (pid %d, %s): "+
@@ -145,7 +153,16 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	}
 	logFile := filepath.Join(c.stateDir, "proxy.log")
 	readyFile := filepath.Join(c.stateDir, "ready.json")
-	serveArgs := []string{"serve", "--listen", c.listen, "--ready-file", readyFile, "--token-env", envRealToken}
+	serveArgs := []string{"serve", "--listen", c.listen, "--ready-file", readyFile, "--secrets-fd", strconv.Itoa(secretsFD)}
+	sock := filepath.Join(c.stateDir, controlSocketName)
+	if !socketPathFits(sock) {
+		warn(a, stderr, "copilot-route", fmt.Sprintf("the state directory's path is too long for a unix socket (%d bytes > %d): "+
+			"the proxy runs without its control socket, so stop reads its figures over TCP, where an agent holding every connection can starve it",
+			len(sock), maxSocketPath))
+		sock = ""
+	} else {
+		serveArgs = append(serveArgs, "--control-socket", sock)
+	}
 	for _, f := range [][2]string{
 		{"--server-url", in.ServerURL}, {"--api-url", in.APIURL}, {"--copilot-host", in.CopilotHost},
 		{"--copilot-api-target", in.CopilotAPITarget}, {"--platform", in.Platform}, {"--ca-file", c.caFile},
@@ -161,9 +178,18 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	for _, r := range append(strings.Fields(env.Getenv("COPILOT_ROUTE_RESOLVE")), resolve...) {
 		serveArgs = append(serveArgs, "--resolve", r)
 	}
+	// The tokens go on a pipe that serve reads once at start-up; its environment holds none.
+	secrets, err := json.Marshal(serveSecrets{GitHubToken: realTok.Reveal(), ClientToken: client})
+	if err != nil {
+		return stepFail(a, stderr, "encode the proxy's secrets: "+err.Error())
+	}
+	pipe, err := daemon.HandoffPipe(secrets)
+	clear(secrets)
+	if err != nil {
+		return stepFail(a, stderr, "hand the tokens to the proxy: "+err.Error())
+	}
+	defer pipe.Close()
 	childEnv := append(passThroughEnv(env),
-		envRealToken+"="+realTok.Reveal(),
-		envClientToken+"="+client,
 		// A soft memory limit: the collector works harder only near it, so idle and ordinary
 		// loads pay nothing, and 1,000 open streams stay at ~60 MiB RSS instead of ~72
 		// (docs/performance.md). A GOMEMLIMIT in the runner's environment wins.
@@ -172,13 +198,20 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 
 	var ready readyInfo
 	started, err := daemon.Start(ctx, daemon.Options{
-		Path: exe, Args: serveArgs, Env: childEnv, LogFile: logFile, ReadyFile: readyFile, Timeout: c.timeout,
+		Path: exe, Args: serveArgs, Env: childEnv, ExtraFiles: []*os.File{pipe},
+		LogFile: logFile, ReadyFile: readyFile, Timeout: c.timeout,
 		Ready: func(ctx context.Context, data []byte) error {
 			r, err := parseReady(data)
 			if err != nil {
 				return err
 			}
-			if err := checkHealth(ctx, r.URL); err != nil {
+			// Both doors: the control socket stop reads from, and the agent's TCP listener.
+			if sock != "" {
+				if err := checkHealth(ctx, controlClient(sock), controlBase); err != nil {
+					return fmt.Errorf("control socket: %w", err)
+				}
+			}
+			if err := checkHealth(ctx, loopbackClient, r.URL); err != nil {
 				return err
 			}
 			ready = r
@@ -202,7 +235,7 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	}
 	state := proxyState{
 		PID: started.PID, Identity: started.Identity, URL: ready.URL, ProxyURL: proxyURL,
-		ClientToken: client, LogFile: logFile, StartedAt: t0.UTC(), ReadyMS: readyMS,
+		ControlSocket: sock, ClientToken: client, LogFile: logFile, StartedAt: t0.UTC(), ReadyMS: readyMS,
 	}
 	if err := writeState(statePath, state); err != nil {
 		_, _ = daemon.Stop(context.Background(), started.Handle, 2*time.Second)
@@ -275,12 +308,12 @@ func parseReady(data []byte) (readyInfo, error) {
 
 // checkHealth asks the proxy's unauthenticated health route: a listening socket is not enough,
 // the handler must answer.
-func checkHealth(ctx context.Context, base string) error {
+func checkHealth(ctx context.Context, client *http.Client, base string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+proxy.HealthPath, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := loopbackClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

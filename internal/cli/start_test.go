@@ -39,7 +39,7 @@ func newStepRunner(t testing.TB, inputs map[string]string) *stepRunner {
 		t.Fatal(err)
 	}
 	t.Cleanup(tenant.Close)
-	dir := t.TempDir()
+	dir := shortTempDir(t)
 	ca := filepath.Join(dir, "ca.pem")
 	if err := tenant.WriteCA(ca); err != nil {
 		t.Fatal(err)
@@ -86,6 +86,18 @@ func newStepRunner(t testing.TB, inputs map[string]string) *stepRunner {
 		}
 	})
 	return r
+}
+
+// shortTempDir is a temporary directory with a short path: the control socket start puts in
+// RUNNER_TEMP must fit a unix socket path (103 bytes), which t.TempDir's long names can exceed.
+func shortTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 func (r *stepRunner) statePath() string {
@@ -182,22 +194,45 @@ func TestStartServeStopInAJob(t *testing.T) {
 		t.Errorf("log-file = %q", o["log-file"])
 	}
 
-	// The proxy: its own session, tokens in its environment only, nothing else of the job's.
+	// The proxy: its own session; neither token in its environment or argv in any form (they came
+	// on a pipe, closed once read); nothing else of the job's environment.
 	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	if bytes.Contains(cmdline, []byte(startRealToken)) || bytes.Contains(cmdline, []byte(client)) {
-		t.Errorf("a token is in the proxy's argv: %q", cmdline)
+	if !bytes.Contains(cmdline, []byte("\x00--secrets-fd\x003\x00")) || bytes.Contains(cmdline, []byte("--token-env")) {
+		t.Errorf("the proxy was not told to read its tokens from fd 3: argv %q", cmdline)
 	}
 	if !bytes.Contains(cmdline, []byte("\x00--allow-route\x00GET /copilot_internal/content_exclusions\x00--allow-route\x00POST /mcp/*\x00")) {
 		t.Errorf("the allow-routes input did not reach serve: %q", cmdline)
 	}
-	for _, want := range []string{envRealToken + "=" + startRealToken, envClientToken + "=" + client, "RUNNER_TRACKING_ID=github_test_tracking"} {
-		if !bytes.Contains(environ, []byte(want+"\x00")) {
-			t.Errorf("the proxy's environment lacks %s", strings.SplitN(want, "=", 2)[0])
+	// argv is open to every user; environ to the proxy's user, unless it is sealed (root only).
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	for what, tok := range map[string]string{"real token": startRealToken, "client token": client} {
+		for form, f := range leakForms(tok) {
+			if bytes.Contains(cmdline, []byte(f)) || bytes.Contains(environ, []byte(f)) {
+				t.Errorf("the %s (%s) is in the proxy's /proc/PID/cmdline or environ", what, form)
+			}
 		}
 	}
-	if bytes.Contains(environ, []byte("SECRET_OF_ANOTHER_STEP")) || bytes.Contains(environ, []byte("INPUT_GITHUB_TOKEN")) {
-		t.Error("the proxy inherited variables it does not need")
+	switch {
+	case err != nil && os.Getuid() != 0 && errors.Is(err, os.ErrPermission):
+		// Sealed (daemon.Seal): only root may read it, or the proxy's descriptors.
+		t.Logf("the proxy's environ is closed to this user (%v): run the tests as root to check what it holds", err)
+	case err != nil:
+		t.Fatal(err)
+	default:
+		for _, name := range []string{envRealToken, envClientToken} {
+			if bytes.Contains(environ, []byte(name+"=")) {
+				t.Errorf("the proxy's environment has %s", name)
+			}
+		}
+		if !bytes.Contains(environ, []byte("RUNNER_TRACKING_ID=github_test_tracking\x00")) {
+			t.Error("the proxy's environment lacks RUNNER_TRACKING_ID")
+		}
+		if bytes.Contains(environ, []byte("SECRET_OF_ANOTHER_STEP")) || bytes.Contains(environ, []byte("INPUT_GITHUB_TOKEN")) {
+			t.Error("the proxy inherited variables it does not need")
+		}
+		if fds := pipesOf(pid); len(fds) > 0 {
+			t.Errorf("the proxy still holds a pipe after start-up: %v", fds)
+		}
 	}
 	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) < 4 || f[3] != strconv.Itoa(pid) {
@@ -211,6 +246,17 @@ func TestStartServeStopInAJob(t *testing.T) {
 	state, _ := os.ReadFile(r.statePath())
 	if bytes.Contains(state, []byte(startRealToken)) {
 		t.Error("the state file holds the real token")
+	}
+	st, _ := readState(r.statePath())
+	sock := filepath.Join(r.env["RUNNER_TEMP"], "copilot-route", controlSocketName)
+	if st.ControlSocket != sock {
+		t.Errorf("state control_socket = %q, want %q", st.ControlSocket, sock)
+	}
+	if info, err := os.Stat(sock); err != nil || info.Mode()&os.ModeSocket == 0 || info.Mode().Perm() != 0o600 {
+		t.Errorf("control socket: %v, %v; want a socket of mode 0600", info, err)
+	}
+	if info, err := os.Stat(filepath.Dir(sock)); err != nil || info.Mode().Perm() != 0o700 {
+		t.Errorf("state directory: %v, %v; want mode 0700", info, err)
 	}
 
 	reply, err := demoChat(context.Background(), o["proxy-url"], client, io.Discard)
@@ -228,7 +274,6 @@ func TestStartServeStopInAJob(t *testing.T) {
 	}
 	// The proxy counts a request when its handler returns, a moment after the client read the
 	// last byte: wait for the count so the summary check below is not a race.
-	st, _ := readState(r.statePath())
 	for i := 0; ; i++ {
 		s, err := fetchStats(context.Background(), st)
 		if err == nil && strings.Contains(fmt.Sprint(s.Routes), "/chat/completions") {
@@ -255,11 +300,17 @@ func TestStartServeStopInAJob(t *testing.T) {
 	checkNoLeak(t, "summary", sum, startRealToken, client)
 	logText, _ := os.ReadFile(o["log-file"])
 	checkNoLeak(t, "proxy log", string(logText), startRealToken, client)
+	if !strings.Contains(string(logText), `"sealed":true`) {
+		t.Errorf("the proxy did not seal itself against other processes of its user:\n%s", logText)
+	}
 	if daemon.Alive(st.handle()) {
 		t.Errorf("the proxy (pid %d) still runs after stop", pid)
 	}
 	if _, err := os.Stat(r.statePath()); !errors.Is(err, os.ErrNotExist) {
 		t.Error("the state file survived stop")
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the control socket survived the proxy: %v", err)
 	}
 
 	// A second stop (the user ran it twice, or the job is being cleaned up) is harmless.
@@ -358,6 +409,18 @@ func TestStartFailsCleanly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pipesOf lists the pipes among a process's open descriptors.
+func pipesOf(pid int) []string {
+	var out []string
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); strings.HasPrefix(l, "pipe:") {
+			out = append(out, fd.Name()+" → "+l)
+		}
+	}
+	return out
 }
 
 func pidWithOpenFile(path string) int {

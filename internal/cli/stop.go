@@ -73,21 +73,42 @@ func runStop(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	return commitSummary(a, stderr, trafficMarkdown(st, stats, statsErr, res))
 }
 
-// fetchStats asks the running proxy for its figures, with the client token.
+// fetchStats asks the running proxy for its figures: on its control socket, which needs no token
+// and which the agent's TCP connections cannot starve, else (a state from an older start, or a
+// socket that does not answer) on its TCP listener with the client token.
 func fetchStats(ctx context.Context, st proxyState) (*proxy.Stats, error) {
-	if st.URL == "" {
-		return nil, errors.New("the state file has no proxy URL")
-	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, st.URL+proxy.StatsPath, nil)
+	var sockErr error
+	if st.ControlSocket != "" {
+		s, err := getStats(ctx, controlClient(st.ControlSocket), controlBase, "")
+		if err == nil {
+			return s, nil
+		}
+		sockErr = fmt.Errorf("on its control socket: %w", err)
+	}
+	if st.URL == "" {
+		return nil, errors.Join(sockErr, errors.New("the state file has no proxy URL"))
+	}
+	s, err := getStats(ctx, loopbackClient, st.URL, st.ClientToken)
+	if err != nil {
+		return nil, errors.Join(sockErr, fmt.Errorf("on %s: %w", st.URL, err))
+	}
+	return s, nil
+}
+
+// getStats reads and decodes the proxy's figures from base; token, when set, is the client token.
+func getStats(ctx context.Context, client *http.Client, base, token string) (*proxy.Stats, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+proxy.StatsPath, nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+st.ClientToken)
-	resp, err := loopbackClient.Do(req)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("the proxy did not answer (%s)", redactErr(err, st.ClientToken))
+		return nil, fmt.Errorf("the proxy did not answer (%s)", redactErr(err, token))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -29,6 +29,9 @@ type Options struct {
 	// when the caller puts them here (never in Args, which any user can read from ps).
 	Env []string
 	Dir string // working directory; "" means the caller's
+	// ExtraFiles are inherited by the child as fd 3, 4, …, e.g. a HandoffPipe carrying the
+	// secrets that must stay out of Env. The caller keeps its copies and closes them after Start.
+	ExtraFiles []*os.File
 
 	// LogFile receives the child's stdout and stderr (created 0600, appended to). Required: a
 	// detached process must not hold the step's own output streams.

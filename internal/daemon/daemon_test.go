@@ -46,6 +46,12 @@ func child(mode string, args []string) int {
 		signal.Ignore(syscall.SIGTERM)
 		writeReady(readyFile, map[string]any{"pid": os.Getpid()})
 		select {}
+	case "handoff":
+		return handoffChild(readyFile, term)
+	case "sealed", "unsealed":
+		return sealChild(mode == "sealed")
+	case "inspect":
+		return inspectChild(readyFile)
 	case "ready":
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -52,10 +54,13 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 		Stdin:  devnull,
 		Stdout: logf,
 		Stderr: logf,
+		// Exactly these descriptors beyond 0-2: the runtime opens everything else close-on-exec.
+		ExtraFiles: o.ExtraFiles,
 		// A new session: no controlling terminal, its own process group, and not in the step's
 		// group, so neither the step's end nor a Ctrl-C aimed at the parent reaches it.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
+	closeInheritedOnExec()
 	if err := cmd.Start(); err != nil {
 		return nil, errorf("start %s: %w", o.Path, err)
 	}
@@ -174,6 +179,27 @@ func waitGone(ctx context.Context, h Handle, d time.Duration) bool {
 		case <-t.C:
 			return !Alive(h)
 		case <-tick.C:
+		}
+	}
+}
+
+// closeInheritedOnExec marks every descriptor above stderr close-on-exec. The runtime opens its
+// own files that way, but a descriptor this process inherited without the flag (a runner's or a
+// shell's pipe) would otherwise pass to the child, which exec.Cmd never closes: the detached
+// proxy would hold it for the job's life, and a step waits for every holder of its output pipe.
+// ExtraFiles still reach the child: they are duplicated onto 3, 4, … whatever their flags.
+func closeInheritedOnExec() {
+	dir := "/dev/fd"
+	if runtime.GOOS == "linux" {
+		dir = "/proc/self/fd"
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
 		}
 	}
 }
