@@ -199,19 +199,28 @@ func summaryRequests(t *testing.T, sum string) int {
 // TestControlSocketAnswersWhileTCPIsFull already holds a full cap.
 func TestStopReadsFiguresWhileTheAgentHoldsTCP(t *testing.T) {
 	t.Parallel()
-	const idle = 256
+	const maxConns, idle = 16, 64
 	r := newStepRunner(t, nil)
-	st, _ := startEdited(t, r, func(st *proxyState) {
-		holdIdle(t, st.URL, idle)
-		st.URL = "http://127.0.0.1:1" // nothing listens here: figures can only come from the socket
-	})
-	code, out, errOut := r.run(runStop)
+	code, out, errOut := r.run(runStart, "--max-conns", strconv.Itoa(maxConns))
+	if code != 0 {
+		t.Fatalf("start exit %d\n%s%s", code, out, errOut)
+	}
+	st, err := readState(r.statePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Four times the cap in connections: the agent keeps every slot of the TCP listener.
+	holdIdle(t, st.URL, idle)
+	code, out, errOut = r.run(runStop)
 	if code != 0 {
 		t.Fatalf("stop exit %d\n%s%s", code, out, errOut)
 	}
 	sum := r.file(t, "GITHUB_STEP_SUMMARY")
 	if n := summaryRequests(t, sum); n < idle {
 		t.Errorf("the traffic report shows %d requests, want the %d of the idle clients at least:\n%s", n, idle, sum)
+	}
+	if !strings.Contains(sum, "connection cap") {
+		t.Errorf("the traffic report does not say the connection cap was reached:\n%s", sum)
 	}
 	if daemon.Alive(st.handle()) {
 		t.Error("the proxy still runs after stop")

@@ -64,6 +64,7 @@ type startConfig struct {
 	listen, proxyHost, stateDir, caFile    string
 	authScheme, integrationID, serveBinary string
 	timeout                                time.Duration
+	maxConns                               int
 }
 
 func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) int {
@@ -94,6 +95,7 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	fs.StringVar(&c.integrationID, "integration-id", inputOr(a, "integration-id", ""), "Copilot-Integration-Id for clients that send none (passed to serve)")
 	fs.DurationVar(&c.timeout, "timeout", daemon.DefaultReadyTimeout, "how long to wait for the proxy to be ready")
 	fs.StringVar(&c.serveBinary, "serve-binary", "", "the copilot-route binary to run serve with (default: this program)")
+	fs.IntVar(&c.maxConns, "max-conns", 0, "most client connections the proxy keeps open (passed to serve; 0: serve's default)")
 	var allowRouteFlags multiFlag
 	fs.Var(&allowRouteFlags, "allow-route", "'METHOD /path' or 'METHOD /prefix/*' passed to serve (repeatable; input allow-routes, one per line)")
 	var resolve multiFlag
@@ -174,6 +176,9 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	}
 	for _, r := range allowRoutes {
 		serveArgs = append(serveArgs, "--allow-route", r)
+	}
+	if c.maxConns > 0 {
+		serveArgs = append(serveArgs, "--max-conns", strconv.Itoa(c.maxConns))
 	}
 	for _, r := range append(strings.Fields(env.Getenv("COPILOT_ROUTE_RESOLVE")), resolve...) {
 		serveArgs = append(serveArgs, "--resolve", r)

@@ -68,6 +68,9 @@ func Traffic(s proxy.Stats) string {
 	fmt.Fprintf(&b, "- Token exchange for clients: %s%s\n", text(words(exchangeWords, s.Exchange.State)), exchangeDetail(s.Exchange))
 	fmt.Fprintf(&b, "- Refused before reaching upstream: %d%s\n", s.Refused, reasons(s.RefusedReasons))
 	fmt.Fprintf(&b, "- Requests without the client token: %d\n", s.ClientAuthFailures)
+	if s.ConnCapHits > 0 {
+		fmt.Fprintf(&b, "- Connections closed at the connection cap: %d\n", s.ConnCapHits)
+	}
 	b.WriteString("\n</details>\n\n")
 	return b.String()
 }
@@ -304,6 +307,11 @@ func TrafficAnnotations(s proxy.Stats) []Annotation {
 		out = append(out, Annotation{Level: "warning", Title: "copilot-route: route policy",
 			Message: fmt.Sprintf("%s refused by the route policy, nothing sent upstream: %s. If the agent needs a route, add 'METHOD /path' to the input allow-routes.",
 				plural(int(s.Policy.Refused), "request was", "requests were"), strings.Join(top, ", "))})
+	}
+	if s.ConnCapHits > 0 {
+		out = append(out, Annotation{Level: "warning", Title: "copilot-route: connection cap",
+			Message: fmt.Sprintf("%s closed at the proxy's connection cap: a client held too many connections open (the longest-idle ones were closed for new ones, or new ones refused while all were busy).",
+				plural(int(s.ConnCapHits), "connection was", "connections were"))})
 	}
 	if s.ClientAuthFailures > 0 {
 		out = append(out, Annotation{Level: "warning", Title: "copilot-route: client token",
