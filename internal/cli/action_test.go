@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/copilot-route/copilot-route/internal/actions"
+	"github.com/copilot-route/copilot-route/internal/proxy"
 )
 
 // actionSteps reads ../../action.yml (line-based: the file is ours and plainly indented) and
@@ -89,5 +90,29 @@ func TestActionPassesEveryInputExplicitly(t *testing.T) {
 	}
 	if _, ok := steps["resolve"][actions.InputEnv("github-token")]; ok {
 		t.Error("the resolve step gets the token; it needs none")
+	}
+}
+
+// docs/action.md's table of default routes is the proxy's own list, in order.
+func TestDocsListTheDefaultRoutes(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../docs/action.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	start := strings.Index(doc, "<!-- default-routes")
+	end := strings.Index(doc, "<!-- /default-routes -->")
+	if start < 0 || end < start {
+		t.Fatal("docs/action.md has no default-routes table")
+	}
+	var got []string
+	for _, l := range strings.Split(doc[start:end], "\n") {
+		if strings.HasPrefix(l, "| `") {
+			got = append(got, strings.Trim(strings.Split(l, "|")[1], " `"))
+		}
+	}
+	if want := proxy.DefaultRoutes(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("docs/action.md lists\n%s\nthe proxy forwards\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

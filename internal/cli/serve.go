@@ -74,7 +74,9 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	if code, ok := parseFlags(fs, args, stderr, "Runs the Copilot routing proxy. The real token comes from COPILOT_GITHUB_TOKEN (or --token-env),\n"+
 		"the client token from COPILOT_ROUTE_CLIENT_TOKEN (generated when unset, then written only to --ready-file);\n"+
 		"with --secrets-fd both come from a pipe instead, and the environment is not read for them.\n"+
-		"Prints {\"url\":...,\"pid\":...} on stdout once listening; SIGTERM stops it gracefully."); !ok {
+		"Prints {\"url\":...,\"pid\":...} on stdout once listening; SIGTERM stops it gracefully.\n"+
+		"It forwards only these routes (--allow-route adds more; everything else gets 403):\n  "+
+		strings.Join(proxy.DefaultRoutes(), "\n  ")); !ok {
 		return code
 	}
 	fail := func(format string, a ...any) int {
