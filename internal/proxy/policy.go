@@ -69,9 +69,12 @@ var defaultRules = []rule{
 
 const exchangePath = "/copilot_internal/v2/token"
 
+// routeKey finds an exact rule without building a string per request.
+type routeKey struct{ method, path string }
+
 // policy is the route table in force: the defaults plus what the operator allowed.
 type policy struct {
-	exact    map[string]*rule // "METHOD /path"
+	exact    map[routeKey]*rule
 	prefixes []rule           // longest prefix first
 	widened  []string         // the operator's additions, as given (normalised)
 
@@ -87,10 +90,10 @@ const maxRefusedRoutes = 100
 // newPolicy builds the table from the defaults and --allow-route values: "METHOD /path" or
 // "METHOD /prefix/*".
 func newPolicy(allow []string) (*policy, error) {
-	p := &policy{exact: map[string]*rule{}, refused: map[string]*RefusedRoute{}}
+	p := &policy{exact: map[routeKey]*rule{}, refused: map[string]*RefusedRoute{}}
 	for i := range defaultRules {
 		r := &defaultRules[i]
-		p.exact[r.method+" "+r.path] = r
+		p.exact[routeKey{r.method, r.path}] = r
 	}
 	for _, a := range allow {
 		r, err := parseAllowRoute(a)
@@ -102,9 +105,9 @@ func newPolicy(allow []string) (*policy, error) {
 			p.prefixes = append(p.prefixes, r)
 			continue
 		}
-		if _, ok := p.exact[r.method+" "+r.path]; !ok {
+		if _, ok := p.exact[routeKey{r.method, r.path}]; !ok {
 			rr := r
-			p.exact[r.method+" "+r.path] = &rr
+			p.exact[routeKey{r.method, r.path}] = &rr
 		}
 	}
 	sort.SliceStable(p.prefixes, func(i, j int) bool { return len(p.prefixes[i].path) > len(p.prefixes[j].path) })
@@ -179,7 +182,7 @@ func isToken(s string) bool {
 
 // match finds the rule for a request's method and canonical path, or nil.
 func (p *policy) match(method, path string) *rule {
-	if r := p.exact[method+" "+path]; r != nil {
+	if r := p.exact[routeKey{method, path}]; r != nil {
 		return r
 	}
 	if strings.HasPrefix(path, exchangePath) {

@@ -279,8 +279,9 @@ func runBench(args []string) error {
 			res.Raw.PeerCPU10k = append(res.Raw.PeerCPU10k, (after.CPU-before.CPU).Seconds()/float64(m64.Peer.Requests)*1e4)
 			res.Raw.Models1 = append(res.Raw.Models1, m1)
 			res.Raw.Models64 = append(res.Raw.Models64, m64)
-			progress("  /models: 1 client %.0f vs %.0f req/s (p50 %.3f vs %.3f ms), 64 clients %.0f vs %.0f req/s, proxy CPU %.3f s per 10k",
-				m1.Direct.RPS, m1.Proxy.RPS, m1.Direct.P50MS, m1.Proxy.P50MS, m64.Direct.RPS, m64.Proxy.RPS, res.Raw.CPUPer10k[len(res.Raw.CPUPer10k)-1])
+			progress("  /models (direct / proxy / peer): 1 client p50 %.3f / %.3f / %.3f ms (added %+.3f / %+.3f), 64 clients %.0f / %.0f / %.0f req/s, CPU per 10k proxy %.3f s, peer %.3f s",
+				m1.Direct.P50MS, m1.Proxy.P50MS, m1.Peer.P50MS, m1.Proxy.P50MS-m1.Direct.P50MS, m1.Peer.P50MS-m1.Direct.P50MS,
+				m64.Direct.RPS, m64.Proxy.RPS, m64.Peer.RPS, res.Raw.CPUPer10k[len(res.Raw.CPUPer10k)-1], res.Raw.PeerCPU10k[len(res.Raw.PeerCPU10k)-1])
 		}
 
 		var s1, sN pair[sseResult]
