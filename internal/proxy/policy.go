@@ -75,8 +75,8 @@ type routeKey struct{ method, path string }
 // policy is the route table in force: the defaults plus what the operator allowed.
 type policy struct {
 	exact    map[routeKey]*rule
-	prefixes []rule           // longest prefix first
-	widened  []string         // the operator's additions, as given (normalised)
+	prefixes []rule   // longest prefix first
+	widened  []string // the operator's additions, as given (normalised)
 
 	mu       sync.Mutex
 	refused  map[string]*RefusedRoute // by "METHOD /path", bounded
