@@ -73,6 +73,19 @@ copilot_pkg_cache() {
   echo "$d"
 }
 
+# copilot_home VERSION DIR: make DIR a fresh HOME for that CLI version (a fresh HOME per run: the
+# CLI caches the user reply and its session state there) whose unpacked package (about 235 MB,
+# seconds to unpack) is shared by every run of the version. 1.0.8x and later unpack into
+# COPILOT_PKG_CACHE_HOME (set it to copilot_pkg_cache VERSION); older ones such as 1.0.43 ignore it
+# and unpack into $HOME/.cache/copilot/pkg, which is made a link to the same cache.
+copilot_home() {
+  local cache
+  cache=$(copilot_pkg_cache "$1")
+  rm -rf "$2"
+  mkdir -p "$2/.cache/copilot" "$cache/pkg"
+  ln -s "$cache/pkg" "$2/.cache/copilot/pkg"
+}
+
 # build_binary: build copilot-route into .tools/bin and print its path.
 build_binary() {
   go build -o "$TOOLS/bin/copilot-route" "$ROOT/cmd/copilot-route" || die "go build failed"
