@@ -32,11 +32,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 if [[ "${COPILOT_E2E_INNER:-}" != 1 ]]; then
-  [[ $(id -u) == 0 ]] || die "the Copilot CLI end-to-end test needs root (unshare --net --mount); run it as root or in CI"
-  need_apt unshare util-linux
-  need_apt ip iproute2
-  need_apt strace strace
-  need_apt python3 python3
+  need_cli_sandbox "the Copilot CLI end-to-end test"
   BIN=$(build_binary)
   for v in "${COPILOT_CLI_VERSIONS[@]}"; do
     export "COPILOT_CLI_${v//./_}=$(need_copilot_cli "$v")"
@@ -48,8 +44,7 @@ if [[ "${COPILOT_E2E_INNER:-}" != 1 ]]; then
 fi
 
 # ---- inside the namespace ----
-ip link set lo up || die "could not bring up loopback in the namespace"
-ip -o addr show | grep -v ' lo ' | grep -q inet && die "the namespace has a non-loopback address; refusing to run"
+sandbox_loopback_up
 
 WORK=$(mktemp -d /tmp/copilot-route-e2e.XXXXXX)
 START=$(date +%s)

@@ -41,11 +41,7 @@ if [[ "${RECORD_INNER:-}" != 1 ]]; then
       *) die "usage: $0 [-v VERSIONS] [-c CELL_REGEX] [-n RUNS] [-o DIR]" ;;
     esac
   done
-  [[ $(id -u) == 0 ]] || die "recording needs root (unshare --net --mount)"
-  need_apt unshare util-linux
-  need_apt ip iproute2
-  need_apt strace strace
-  need_apt python3 python3
+  need_cli_sandbox "recording the Copilot CLI"
   BIN=$(build_binary)
   declare -A CLI
   for v in $VERSIONS; do
@@ -68,8 +64,7 @@ if [[ "${RECORD_INNER:-}" != 1 ]]; then
 fi
 
 # ---- inside the namespace ----
-ip link set lo up || die "could not bring up loopback in the namespace"
-ip -o addr show | grep -v ' lo ' | grep -q inet && die "the namespace has a non-loopback address; refusing to run"
+sandbox_loopback_up
 
 ETC=$(mktemp -d /tmp/record-cli-etc.XXXXXX)
 printf '127.0.0.1 localhost\n::1 localhost\n' >"$ETC/hosts"
