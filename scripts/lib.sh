@@ -73,6 +73,36 @@ copilot_pkg_cache() {
   echo "$d"
 }
 
+# need_cli_sandbox WHAT: what running the real Copilot CLI in a loopback-only namespace under
+# strace needs (root for unshare --net --mount; the tools, installed when missing).
+need_cli_sandbox() {
+  [[ $(id -u) == 0 ]] || die "$1 needs root (unshare --net --mount); run it as root or in CI"
+  need_apt unshare util-linux
+  need_apt ip iproute2
+  need_apt strace strace
+  need_apt python3 python3
+}
+
+# sandbox_loopback_up: inside a fresh network namespace, bring loopback up and make sure it is
+# the only interface with an address (nothing can leave the machine from here).
+sandbox_loopback_up() {
+  ip link set lo up || die "could not bring up loopback in the namespace"
+  if ip -o addr show | grep -v ' lo ' | grep -q inet; then die "the namespace has a non-loopback address; refusing to run"; fi
+}
+
+# copilot_home VERSION DIR: make DIR a fresh HOME for that CLI version (a fresh HOME per run: the
+# CLI caches the user reply and its session state there) whose unpacked package (about 235 MB,
+# seconds to unpack) is shared by every run of the version. 1.0.8x and later unpack into
+# COPILOT_PKG_CACHE_HOME (set it to copilot_pkg_cache VERSION); older ones such as 1.0.43 ignore it
+# and unpack into $HOME/.cache/copilot/pkg, which is made a link to the same cache.
+copilot_home() {
+  local cache
+  cache=$(copilot_pkg_cache "$1")
+  rm -rf "$2"
+  mkdir -p "$2/.cache/copilot" "$cache/pkg"
+  ln -s "$cache/pkg" "$2/.cache/copilot/pkg"
+}
+
 # build_binary: build copilot-route into .tools/bin and print its path.
 build_binary() {
   go build -o "$TOOLS/bin/copilot-route" "$ROOT/cmd/copilot-route" || die "go build failed"

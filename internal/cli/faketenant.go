@@ -74,6 +74,7 @@ func runFakeTenant(ctx context.Context, env Env, args []string, stdout, stderr i
 	mode := fs.String("mode", "healthy", "behaviour preset: "+fakeTenantModeNames())
 	reply := fs.String("reply", "", "the assistant's reply `text` (default \""+faketenant.DefaultReplyText+"\")")
 	logFile := fs.String("request-log", "", "append one JSON line per request to `file` (header names and a token hash, never a secret)")
+	anyHost := fs.Bool("any-host", false, "present a certificate for any name a client asks for (to record what a client sends to every host when all names resolve here)")
 	if code, ok := parseFlags(fs, args, stderr, "Serves a simulated GitHub + Copilot tenant over TLS and prints {\"url\",\"ca_file\",\"pid\"}."); !ok {
 		return code
 	}
@@ -82,7 +83,7 @@ func runFakeTenant(ctx context.Context, env Env, args []string, stdout, stderr i
 		fmt.Fprintf(stderr, "fake-tenant: unknown --mode %q; use one of %s\n", *mode, fakeTenantModeNames())
 		return 2
 	}
-	opts := faketenant.Options{Host: *host, Addr: *listen}
+	opts := faketenant.Options{Host: *host, Addr: *listen, AnyHost: *anyHost}
 	if *tokenEnv != "" {
 		opts.Token = strings.TrimSpace(env.Getenv(*tokenEnv))
 		if opts.Token == "" {

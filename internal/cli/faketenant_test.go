@@ -154,6 +154,25 @@ func TestFakeTenantCommandTemporaryCA(t *testing.T) {
 	}
 }
 
+// --any-host: a client that asks for any name (SNI) gets a certificate for it from the same CA.
+func TestFakeTenantCommandAnyHost(t *testing.T) {
+	t.Parallel()
+	for _, anyHost := range []bool{false, true} {
+		args := []string{"--request-log", filepath.Join(t.TempDir(), "requests.jsonl")}
+		if anyHost {
+			args = append(args, "--any-host")
+		}
+		ready, _, stop := startFakeTenantCmd(t, MapEnv(nil), args...)
+		c := clientTrusting(t, ready.CAFile)
+		c.Transport.(*http.Transport).TLSClientConfig.ServerName = "api.github.com"
+		_, err := c.Get(ready.URL + "/meta")
+		if (err == nil) != anyHost {
+			t.Errorf("--any-host=%v: GET /meta as api.github.com: err=%v", anyHost, err)
+		}
+		stop()
+	}
+}
+
 func TestFakeTenantCommandRefusesBadFlags(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

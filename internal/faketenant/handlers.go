@@ -2,9 +2,11 @@ package faketenant
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -46,6 +48,9 @@ var routes = map[string]route{
 	"/responses":                             {methods: []string{"POST"}, copilotAPI: true, handle: (*Tenant).responses},
 	"/v1/messages":                           {methods: []string{"POST"}, copilotAPI: true, handle: (*Tenant).messages},
 	"/embeddings":                            {methods: []string{"POST"}, copilotAPI: true, handle: (*Tenant).embeddings},
+	// The telemetry host's (endpoints.telemetry), sent without a credential: POST takes events,
+	// GET ?tas-endpoint=... is the experiment-assignment look-up (CLI 1.0.43).
+	"/telemetry": {methods: []string{"POST", "GET"}, noAuth: true, handle: (*Tenant).telemetry},
 }
 
 // lookupRoute finds the route for a path, also under the GHES-shaped /api/v3 prefix.
@@ -62,15 +67,16 @@ func lookupRoute(p string) (string, route, bool) {
 
 func (t *Tenant) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
-	scheme, cred := splitAuth(r.Header.Get("Authorization"))
+	credHeader, scheme, cred := credential(r.Header)
 	req := Request{
 		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
 		Header: r.Header.Clone(), BodyBytes: int64(len(body)), At: time.Now(), Proto: r.Proto, Body: body,
-		AuthScheme: scheme,
+		AuthHeader: credHeader, AuthScheme: scheme,
 	}
 	if cred != "" {
 		req.AuthTokenSHA256 = TokenSHA256(cred)
 	}
+	req.CredentialSHA256 = credentialHashes(r.Header)
 	c := &call{body: body}
 	if len(body) > 0 {
 		var m map[string]any
@@ -78,6 +84,9 @@ func (t *Tenant) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			c.json = m
 			req.Model, _ = m["model"].(string)
 			req.Stream, _ = m["stream"].(bool)
+			if _, ok := m["jsonrpc"]; ok {
+				req.RPCMethod, _ = m["method"].(string)
+			}
 		}
 	}
 
@@ -89,12 +98,15 @@ func (t *Tenant) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	seq := t.seq
 	c.idx = len(t.requests)
 	t.requests = append(t.requests, req)
-	if t.log != nil {
-		if line, err := json.Marshal(req.LogLine()); err == nil {
-			_, _ = t.log.Write(append(line, '\n'))
-		}
-	}
 	t.mu.Unlock()
+
+	// The log line is written once the reply is done (also when a handler aborts), so that it can
+	// say what the client got; its "at" is still when the request came.
+	sw := &statusWriter{ResponseWriter: w}
+	w = sw
+	if t.log != nil {
+		defer func() { t.writeLog(req, sw.status) }()
+	}
 
 	w.Header().Set("X-GitHub-Request-Id", fmt.Sprintf("FAKE:%04X:%06X", seq, time.Now().UnixNano()&0xFFFFFF))
 	if err != nil {
@@ -114,7 +126,7 @@ func (t *Tenant) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !rt.noAuth {
-		if status, msg := t.checkAuth(c.b, req.Auth, scheme); status != 0 {
+		if status, msg := t.checkAuth(c.b, req.Auth, credHeader, scheme); status != 0 {
 			if status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="GitHub"`)
 			}
@@ -137,6 +149,41 @@ func (t *Tenant) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.handle(t, w, r, c)
 }
 
+func (t *Tenant) writeLog(req Request, status int) {
+	l := req.LogLine()
+	l.Status = status
+	line, err := json.Marshal(l)
+	if err != nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, _ = t.log.Write(append(line, '\n'))
+}
+
+// statusWriter remembers the status of the reply; Unwrap keeps http.ResponseController's Flush
+// and Hijack working through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func forcedStatus(m map[string]int, raw, path string) (int, bool) {
 	for _, k := range []string{raw, path} {
 		if st, ok := m[k]; ok && st != 0 {
@@ -153,6 +200,46 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// credentialHeaders are the headers a client may carry a credential in.
+var credentialHeaders = []string{"Authorization", "X-Api-Key", "Api-Key"}
+
+// credentialHashes hashes the value of every credential header present (Authorization's without
+// its scheme), so a test can tell that a token reached the tenant in any of them, not only in the
+// one the tenant used.
+func credentialHashes(h http.Header) map[string]string {
+	var out map[string]string
+	for _, name := range credentialHeaders {
+		v := strings.TrimSpace(h.Get(name))
+		if v == "" {
+			continue
+		}
+		if name == "Authorization" {
+			_, v = splitAuth(v)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[name] = TokenSHA256(v)
+	}
+	return out
+}
+
+// credential finds the request's credential: the Authorization header (split into its scheme and
+// the credential), else an API-key header as BYOK clients send to a provider — Anthropic's
+// x-api-key, Azure OpenAI's api-key — which has no scheme.
+func credential(h http.Header) (header, scheme, cred string) {
+	if v := h.Get("Authorization"); strings.TrimSpace(v) != "" {
+		scheme, cred = splitAuth(v)
+		return "Authorization", scheme, cred
+	}
+	for _, name := range credentialHeaders[1:] {
+		if v := strings.TrimSpace(h.Get(name)); v != "" {
+			return name, "", v
+		}
+	}
+	return "", "", ""
 }
 
 // splitAuth splits an Authorization header into its scheme and credential.
@@ -182,13 +269,17 @@ func (t *Tenant) classifyLocked(cred string) string {
 }
 
 // checkAuth answers like GitHub: no or a wrong credential → 401 "Bad credentials"; a scheme the
-// tenant is set to refuse → 400 "Authorization header is badly formatted".
-func (t *Tenant) checkAuth(b Behavior, auth, scheme string) (int, string) {
+// tenant is set to refuse → 400 "Authorization header is badly formatted". A key in an API-key
+// header (header != "Authorization") has no scheme to check.
+func (t *Tenant) checkAuth(b Behavior, auth, header, scheme string) (int, string) {
 	switch auth {
 	case "none":
 		return http.StatusUnauthorized, "Requires authentication"
 	case "wrong":
 		return http.StatusUnauthorized, "Bad credentials"
+	}
+	if header != "Authorization" {
+		return 0, ""
 	}
 	s := strings.ToLower(scheme)
 	if s != "bearer" && s != "token" {
@@ -237,20 +328,32 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	})
 }
 
-func (t *Tenant) advertisedAPI(b Behavior) string {
-	if b.AdvertisedAPI != "" {
-		return b.AdvertisedAPI
+// endpoints is the user reply's "endpoints" object. Asked on github.com's REST host (a client
+// whose seat is on github.com: GH_HOST unset, or COPILOT_GH_HOST=github.com from a GHES server,
+// with every name resolving here), it names github.com's Copilot hosts for the enterprise plan the
+// reply claims; otherwise the tenant's. Behavior.AdvertisedAPI overrides "api" either way.
+func (t *Tenant) endpoints(b Behavior, reqHost string) map[string]string {
+	if h, _, err := net.SplitHostPort(reqHost); err == nil {
+		reqHost = h
 	}
-	return "https://copilot-api." + t.host
-}
-
-func (t *Tenant) endpoints(b Behavior) map[string]string {
-	return map[string]string{
-		"api":            t.advertisedAPI(b),
+	ep := map[string]string{
+		"api":            "https://copilot-api." + t.host,
 		"telemetry":      "https://copilot-telemetry-service." + t.host,
 		"proxy":          "https://copilot-proxy." + t.host,
 		"origin-tracker": "https://origin-tracker." + t.host,
 	}
+	if h := strings.ToLower(reqHost); h == "api.github.com" || h == "github.com" {
+		ep = map[string]string{
+			"api":            "https://api.enterprise.githubcopilot.com",
+			"telemetry":      "https://telemetry.enterprise.githubcopilot.com",
+			"proxy":          "https://proxy.enterprise.githubcopilot.com",
+			"origin-tracker": "https://origin-tracker.enterprise.githubcopilot.com",
+		}
+	}
+	if b.AdvertisedAPI != "" {
+		ep["api"] = b.AdvertisedAPI
+	}
+	return ep
 }
 
 func (t *Tenant) meta(w http.ResponseWriter, _ *http.Request, _ *call) {
@@ -268,7 +371,7 @@ func (t *Tenant) meta(w http.ResponseWriter, _ *http.Request, _ *call) {
 	})
 }
 
-func (t *Tenant) user(w http.ResponseWriter, _ *http.Request, c *call) {
+func (t *Tenant) user(w http.ResponseWriter, r *http.Request, c *call) {
 	if c.b.UserStatus != 0 && c.b.UserStatus != http.StatusOK {
 		writeError(w, c.b.UserStatus, userMessage(c.b.UserStatus))
 		return
@@ -286,7 +389,7 @@ func (t *Tenant) user(w http.ResponseWriter, _ *http.Request, c *call) {
 		"restricted_telemetry":         true,
 		"organization_login_list":      []string{"acme"},
 		"organization_list":            []map[string]any{{"login": "acme", "name": "Acme"}},
-		"endpoints":                    t.endpoints(c.b),
+		"endpoints":                    t.endpoints(c.b, r.Host),
 		"quota_reset_date":             "2026-12-01",
 		"quota_snapshots":              map[string]any{"chat": map[string]any{"unlimited": true, "remaining": 0, "entitlement": 0, "percent_remaining": 100, "overage_permitted": false, "overage_count": 0, "quota_id": "chat"}, "completions": map[string]any{"unlimited": true, "remaining": 0, "entitlement": 0, "percent_remaining": 100, "overage_permitted": false, "overage_count": 0, "quota_id": "completions"}, "premium_interactions": map[string]any{"unlimited": true, "remaining": 0, "entitlement": 0, "percent_remaining": 100, "overage_permitted": true, "overage_count": 0, "quota_id": "premium_interactions"}},
 		"copilotignore_enabled":        false,
@@ -309,7 +412,7 @@ func userMessage(status int) string {
 	return http.StatusText(status)
 }
 
-func (t *Tenant) exchange(w http.ResponseWriter, _ *http.Request, c *call) {
+func (t *Tenant) exchange(w http.ResponseWriter, r *http.Request, c *call) {
 	if c.b.ExchangeStatus != 0 && c.b.ExchangeStatus != http.StatusOK {
 		msg := c.b.ExchangeMessage
 		if msg == "" {
@@ -330,7 +433,7 @@ func (t *Tenant) exchange(w http.ResponseWriter, _ *http.Request, c *call) {
 		"token":                 tok,
 		"expires_at":            exp,
 		"refresh_in":            1500,
-		"endpoints":             t.endpoints(c.b),
+		"endpoints":             t.endpoints(c.b, r.Host),
 		"sku":                   "copilot_enterprise_seat",
 		"chat_enabled":          true,
 		"annotations_enabled":   true,
@@ -344,6 +447,40 @@ func (t *Tenant) exchange(w http.ResponseWriter, _ *http.Request, c *call) {
 
 func (t *Tenant) empty(w http.ResponseWriter, _ *http.Request, _ *call) {
 	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// telemetry answers a POST as an Application Insights ingestion endpoint does: how many items (a
+// JSON array's elements, or newline-delimited envelopes) it received and accepted; a GET as an
+// experiment-assignment service with no experiment running.
+func (t *Tenant) telemetry(w http.ResponseWriter, r *http.Request, c *call) {
+	if r.Method == http.MethodGet {
+		writeJSON(w, http.StatusOK, map[string]any{"Features": []any{}, "Flights": map[string]any{},
+			"Configs": []any{}, "ParameterGroups": nil, "FlightingVersion": 0, "ImpressionId": "", "AssignmentContext": ""})
+		return
+	}
+	body := c.body
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err == nil {
+			body, err = io.ReadAll(io.LimitReader(zr, maxBody))
+		}
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "could not gunzip the body: "+err.Error())
+			return
+		}
+	}
+	var items []json.RawMessage
+	n := 0
+	if json.Unmarshal(body, &items) == nil {
+		n = len(items)
+	} else {
+		for _, line := range bytes.Split(body, []byte("\n")) {
+			if len(bytes.TrimSpace(line)) > 0 {
+				n++
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"itemsReceived": n, "itemsAccepted": n, "errors": []any{}})
 }
 
 func (t *Tenant) memoryEnabled(w http.ResponseWriter, _ *http.Request, _ *call) {

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -44,6 +45,11 @@ type Options struct {
 	// RequestLog, when set, gets one JSON line per request (see LogLine): header names, the
 	// credential's kind and SHA-256, never a header value.
 	RequestLog io.Writer
+	// AnyHost makes the tenant present a certificate (signed by its CA) for whatever name a client
+	// asks for in SNI, so that with every host name resolving to it (a private /etc/hosts or DNS)
+	// it sees, and records, the requests a client sends to any host — github.com's, a GHES
+	// server's, a BYOK provider's — not only the tenant's.
+	AnyHost bool
 }
 
 // Request is one request as the tenant received it.
@@ -59,15 +65,23 @@ type Request struct {
 	// Options.Token is ""), "copilot" (a token this tenant issued through the exchange), "wrong"
 	// (some other token), "none" (no Authorization header).
 	Auth string
+	// AuthHeader is the header that carried the credential: "Authorization", or an API-key header
+	// ("X-Api-Key", "Api-Key") when there was no Authorization; "" when there was none.
+	AuthHeader string
 	// AuthScheme is the Authorization scheme as sent ("Bearer", "token", ... or "").
 	AuthScheme string
 	// AuthTokenSHA256 is the hex SHA-256 of the credential, so a log can show which token was
 	// used without holding it.
 	AuthTokenSHA256 string
+	// CredentialSHA256 has the hex SHA-256 of every credential header the request carried
+	// (Authorization, X-Api-Key, Api-Key), by header name.
+	CredentialSHA256 map[string]string
 	// Stream is true when the reply was a server-sent-event stream.
 	Stream bool
 	// Model is the "model" field of a JSON request body, if any.
 	Model string
+	// RPCMethod is the "method" of a JSON-RPC request body (MCP), if any.
+	RPCMethod string
 	// Body is the request body as received (up to 32 MiB).
 	Body []byte
 }
@@ -131,7 +145,11 @@ func Start(opts Options) (*Tenant, error) {
 		opts.Addr = "127.0.0.1:0"
 	}
 	opts.Host = strings.ToLower(strings.TrimSuffix(opts.Host, "."))
-	caCert, caPEM, leaf, err := makeCerts(opts.Host, opts.Addr)
+	ca, err := makeCA(opts.Host)
+	if err != nil {
+		return nil, err
+	}
+	own, err := ca.serverCert(opts.Host, opts.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -143,22 +161,25 @@ func Start(opts Options) (*Tenant, error) {
 		host:    opts.Host,
 		token:   opts.Token,
 		log:     opts.RequestLog,
-		ca:      caCert,
-		caPEM:   caPEM,
+		ca:      ca.cert,
+		caPEM:   ca.pem,
 		pool:    x509.NewCertPool(),
 		closing: make(chan struct{}),
 		issued:  map[string]bool{},
 		idle:    make(chan struct{}),
 	}
-	t.pool.AddCert(caCert)
+	t.pool.AddCert(ca.cert)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(t.serveHTTP))
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.EnableHTTP2 = true
 	srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{leaf},
+		Certificates: []tls.Certificate{own},
 		NextProtos:   []string{"h2", "http/1.1"},
 		MinVersion:   tls.VersionTLS12,
+	}
+	if opts.AnyHost {
+		srv.TLS.GetCertificate = (&minter{ca: ca, own: &own, minted: map[string]*tls.Certificate{}}).getCertificate
 	}
 	// Handshake failures from clients that do not trust the CA are expected in tests; keep them
 	// out of the test output.
@@ -168,18 +189,22 @@ func Start(opts Options) (*Tenant, error) {
 	return t, nil
 }
 
-// makeCerts makes a CA and a leaf for host, *.host, localhost, the loopback addresses and the
-// listen IP (when it is another address).
-func makeCerts(host, addr string) (*x509.Certificate, []byte, tls.Certificate, error) {
-	fail := func(err error) (*x509.Certificate, []byte, tls.Certificate, error) {
-		return nil, nil, tls.Certificate{}, fmt.Errorf("make the fake tenant's certificates: %w", err)
-	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// authority is the tenant's CA: it signs the server certificate made at Start and, with
+// Options.AnyHost, one minted per name a client asks for.
+type authority struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+// makeCA makes a fresh in-memory CA for host.
+func makeCA(host string) (*authority, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return fail(err)
+		return nil, fmt.Errorf("make the fake tenant's CA key: %w", err)
 	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{
+	tmpl := &x509.Certificate{
 		SerialNumber:          randSerial(),
 		Subject:               pkix.Name{CommonName: "copilot-route fake tenant CA " + host, Organization: []string{"copilot-route tests"}},
 		NotBefore:             now.Add(-time.Hour),
@@ -189,41 +214,82 @@ func makeCerts(host, addr string) (*x509.Certificate, []byte, tls.Certificate, e
 		MaxPathLenZero:        true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return fail(err)
+		return nil, fmt.Errorf("make the fake tenant's CA: %w", err)
 	}
-	caCert, err := x509.ParseCertificate(caDER)
+	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return fail(err)
+		return nil, fmt.Errorf("parse the fake tenant's CA: %w", err)
 	}
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fail(err)
-	}
+	return &authority{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+}
+
+// serverCert makes the tenant's own leaf: host, *.host, localhost, the loopback addresses and the
+// listen IP (when it is another address).
+func (ca *authority) serverCert(host, addr string) (tls.Certificate, error) {
 	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	if h, _, err := net.SplitHostPort(addr); err == nil {
 		if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() && !ip.Equal(ips[0]) && !ip.Equal(ips[1]) {
 			ips = append(ips, ip)
 		}
 	}
-	leafTmpl := &x509.Certificate{
+	return ca.leaf(host, []string{host, "*." + host, "localhost"}, ips)
+}
+
+// leaf signs a server certificate for names and ips.
+func (ca *authority) leaf(cn string, names []string, ips []net.IP) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("make a fake tenant certificate key: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
 		SerialNumber: randSerial(),
-		Subject:      pkix.Name{CommonName: host},
-		DNSNames:     []string{host, "*." + host, "localhost"},
+		Subject:      pkix.Name{CommonName: cn},
+		DNSNames:     names,
 		IPAddresses:  ips,
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(7 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, &leafKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return fail(err)
+		return tls.Certificate{}, fmt.Errorf("make a fake tenant certificate for %s: %w", cn, err)
 	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	leaf := tls.Certificate{Certificate: [][]byte{leafDER, caDER}, PrivateKey: leafKey}
-	return caCert, caPEM, leaf, nil
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("parse a fake tenant certificate for %s: %w", cn, err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// minter hands out a certificate for any SNI name the tenant's own does not cover (Options.AnyHost).
+type minter struct {
+	ca  *authority
+	own *tls.Certificate
+
+	mu     sync.Mutex
+	minted map[string]*tls.Certificate
+}
+
+func (m *minter) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if name == "" || m.own.Leaf.VerifyHostname(name) == nil {
+		return m.own, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok := m.minted[name]; ok {
+		return c, nil
+	}
+	c, err := m.ca.leaf(name, []string{name}, nil)
+	if err != nil {
+		return nil, err
+	}
+	m.minted[name] = &c
+	return &c, nil
 }
 
 func randSerial() *big.Int {
@@ -270,6 +336,7 @@ func (t *Tenant) Requests() []Request {
 	for i, r := range t.requests {
 		r.Header = r.Header.Clone()
 		r.Body = append([]byte(nil), r.Body...)
+		r.CredentialSHA256 = maps.Clone(r.CredentialSHA256)
 		out[i] = r
 	}
 	return out
@@ -374,18 +441,25 @@ type LogLine struct {
 	Method          string    `json:"method"`
 	Path            string    `json:"path"`
 	Query           bool      `json:"has_query,omitempty"`
+	RawQuery        string    `json:"query,omitempty"`
 	Host            string    `json:"host"`
 	Proto           string    `json:"proto"`
 	HeaderNames     []string  `json:"header_names"`
 	Auth            string    `json:"auth"`
 	AuthOK          bool      `json:"auth_ok"`
+	AuthHeader      string    `json:"auth_header,omitempty"`
 	AuthScheme      string    `json:"auth_scheme,omitempty"`
 	AuthTokenSHA256 string    `json:"auth_token_sha256,omitempty"`
-	BodyBytes       int64     `json:"body_bytes"`
-	Stream          bool      `json:"stream,omitempty"`
-	Model           string    `json:"model,omitempty"`
-	UserAgent       string    `json:"user_agent,omitempty"`
-	IntegrationID   string    `json:"copilot_integration_id,omitempty"`
+	// CredentialSHA256: every credential header's value, hashed, by header name.
+	CredentialSHA256 map[string]string `json:"credential_sha256,omitempty"`
+	BodyBytes        int64             `json:"body_bytes"`
+	Stream           bool              `json:"stream,omitempty"`
+	Model            string            `json:"model,omitempty"`
+	RPCMethod        string            `json:"rpc_method,omitempty"`
+	UserAgent        string            `json:"user_agent,omitempty"`
+	IntegrationID    string            `json:"copilot_integration_id,omitempty"`
+	// Status is the reply's status (0 when the handler ended without one: a reset stream).
+	Status int `json:"status"`
 }
 
 // LogLine is r in its log form.
@@ -396,10 +470,10 @@ func (r Request) LogLine() LogLine {
 	}
 	sort.Strings(names)
 	return LogLine{
-		At: r.At.UTC(), Method: r.Method, Path: maskTokens(r.Path), Query: r.RawQuery != "", Host: r.Host, Proto: r.Proto,
-		HeaderNames: names, Auth: r.Auth, AuthOK: r.Auth == "real" || r.Auth == "copilot",
-		AuthScheme: r.AuthScheme, AuthTokenSHA256: r.AuthTokenSHA256, BodyBytes: r.BodyBytes,
-		Stream: r.Stream, Model: r.Model, UserAgent: maskTokens(r.Header.Get("User-Agent")),
+		At: r.At.UTC(), Method: r.Method, Path: maskTokens(r.Path), Query: r.RawQuery != "", RawQuery: maskTokens(r.RawQuery),
+		Host: r.Host, Proto: r.Proto, HeaderNames: names, Auth: r.Auth, AuthOK: r.Auth == "real" || r.Auth == "copilot",
+		AuthHeader: r.AuthHeader, AuthScheme: r.AuthScheme, AuthTokenSHA256: r.AuthTokenSHA256, CredentialSHA256: r.CredentialSHA256, BodyBytes: r.BodyBytes,
+		Stream: r.Stream, Model: r.Model, RPCMethod: maskTokens(r.RPCMethod), UserAgent: maskTokens(r.Header.Get("User-Agent")),
 		IntegrationID: maskTokens(r.Header.Get("Copilot-Integration-Id")),
 	}
 }

@@ -3,6 +3,7 @@ package faketenant
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -709,8 +710,15 @@ func TestRequestsAreRecordedInOrderAndLogged(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[1]), &l); err != nil {
 		t.Fatal(err)
 	}
-	if !l.AuthOK || l.AuthTokenSHA256 != TokenSHA256(testToken) || !contains(l.HeaderNames, "Authorization") {
+	if !l.AuthOK || l.AuthTokenSHA256 != TokenSHA256(testToken) || !contains(l.HeaderNames, "Authorization") ||
+		l.AuthHeader != "Authorization" || l.AuthScheme != "Bearer" || l.RawQuery != "x=1" || l.Status != 200 {
 		t.Fatalf("log line %+v", l)
+	}
+	// Each line says what the client got: the statuses of /meta, /models, a wrong token, an unknown path.
+	for i, want := range []int{200, 200, 401, 404} {
+		if err := json.Unmarshal([]byte(lines[i]), &l); err != nil || l.Status != want {
+			t.Fatalf("log line %d: status %d, want %d (%v)", i, l.Status, want, err)
+		}
 	}
 
 	ft.ResetRequests()
@@ -746,5 +754,162 @@ func TestSplitText(t *testing.T) {
 		if strings.Join(got, "") != tc.s {
 			t.Fatalf("splitText(%q, %d) = %q", tc.s, tc.n, got)
 		}
+	}
+}
+
+func TestAnyHostMintsACertificatePerName(t *testing.T) {
+	t.Parallel()
+	for _, anyHost := range []bool{false, true} {
+		ft, err := Start(Options{Token: testToken, AnyHost: anyHost})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(ft.Close)
+		addr := strings.TrimPrefix(ft.URL(), "https://")
+		for _, name := range []string{"api.github.com", "byok.route.test", "api.acme.ghe.com", "api.github.com"} {
+			conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ft.CertPool(), ServerName: name})
+			ownName := strings.HasSuffix(name, ".acme.ghe.com")
+			if (err == nil) != (anyHost || ownName) {
+				t.Fatalf("AnyHost=%v: handshake as %s: err=%v", anyHost, name, err)
+			}
+			if err != nil {
+				continue
+			}
+			leaf := conn.ConnectionState().PeerCertificates[0]
+			conn.Close()
+			if err := leaf.VerifyHostname(name); err != nil {
+				t.Fatalf("AnyHost=%v: the certificate for %s: %v", anyHost, name, err)
+			}
+			if !ownName && len(leaf.DNSNames) != 1 {
+				t.Fatalf("a minted certificate names %v, want only %s", leaf.DNSNames, name)
+			}
+		}
+	}
+}
+
+// send makes one request with the given headers (Host may be set to pose as another host name).
+func send(t *testing.T, ft *Tenant, method, path string, header map[string]string, body string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, ft.URL()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := ft.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := reply{status: resp.StatusCode, header: resp.Header, body: b}
+	_ = json.Unmarshal(b, &r.json)
+	return r
+}
+
+func TestAPIKeyHeadersCarryTheCredential(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		header     map[string]string
+		want       int
+		wantHeader string
+		wantAuth   string
+	}{
+		{"x-api-key", map[string]string{"X-Api-Key": testToken}, 200, "X-Api-Key", "real"},
+		{"api-key", map[string]string{"Api-Key": testToken}, 200, "Api-Key", "real"},
+		{"wrong x-api-key", map[string]string{"X-Api-Key": "sk-wrong"}, 401, "X-Api-Key", "wrong"},
+		{"authorization wins", map[string]string{"Authorization": "Bearer " + testToken, "X-Api-Key": "sk-wrong"}, 200, "Authorization", "real"},
+		{"none", nil, 401, "", "none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// A tenant that accepts only "token": a key header has no scheme, so that rule does not apply.
+			ft := start(t, func(b *Behavior) { b.RequireScheme = "token" })
+			if tc.wantHeader == "Authorization" {
+				ft.Set(func(b *Behavior) { b.RequireScheme = "" })
+			}
+			r := send(t, ft, "POST", "/v1/messages", tc.header, `{"model":"claude-sonnet-4.5"}`)
+			if r.status != tc.want {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.want, r.body)
+			}
+			got := ft.Requests()[0]
+			// Every credential header is hashed, also the one the tenant did not use.
+			for name, v := range tc.header {
+				if name == "Authorization" {
+					_, v = splitAuth(v)
+				}
+				if got.CredentialSHA256[name] != TokenSHA256(v) {
+					t.Fatalf("CredentialSHA256 = %v, want %s's hash for %s", got.CredentialSHA256, v, name)
+				}
+			}
+			if len(got.CredentialSHA256) != len(tc.header) {
+				t.Fatalf("CredentialSHA256 = %v, want %d entries", got.CredentialSHA256, len(tc.header))
+			}
+			if got.AuthHeader != tc.wantHeader || got.Auth != tc.wantAuth || got.AuthScheme != "" && tc.wantHeader != "Authorization" {
+				t.Fatalf("recorded header %q auth %q scheme %q, want %q %q", got.AuthHeader, got.Auth, got.AuthScheme, tc.wantHeader, tc.wantAuth)
+			}
+		})
+	}
+}
+
+func TestUserEndpointsFollowTheHostAsked(t *testing.T) {
+	t.Parallel()
+	ft := start(t, nil)
+	for host, want := range map[string]string{
+		"api.acme.ghe.com": "https://copilot-api.acme.ghe.com",
+		"api.github.com":   "https://api.enterprise.githubcopilot.com",
+		"github.com:443":   "https://api.enterprise.githubcopilot.com",
+		"":                 "https://copilot-api.acme.ghe.com",
+	} {
+		h := map[string]string{"Authorization": "Bearer " + testToken}
+		if host != "" {
+			h["Host"] = host
+		}
+		r := send(t, ft, "GET", "/copilot_internal/user", h, "")
+		eps, _ := r.json["endpoints"].(map[string]any)
+		if r.status != 200 || eps["api"] != want {
+			t.Fatalf("host %q: %d endpoints %v, want api %s", host, r.status, eps, want)
+		}
+		for k, v := range eps {
+			if s, _ := v.(string); !strings.HasPrefix(s, "https://") || strings.Contains(want, "acme") != strings.HasSuffix(s, ".acme.ghe.com") {
+				t.Fatalf("host %q: endpoints.%s = %v", host, k, v)
+			}
+		}
+	}
+}
+
+func TestTelemetryNeedsNoCredential(t *testing.T) {
+	t.Parallel()
+	ft := start(t, nil)
+	for body, n := range map[string]float64{`[{"name":"a"},{"name":"b"}]`: 2, "{\"name\":\"a\"}\n{\"name\":\"b\"}\n{\"name\":\"c\"}\n": 3, "": 0} {
+		r := send(t, ft, "POST", "/telemetry", nil, body)
+		if r.status != 200 || r.json["itemsReceived"] != n || r.json["itemsAccepted"] != n {
+			t.Fatalf("telemetry %q: %d %s, want %v items", body, r.status, r.body, n)
+		}
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(`[{"name":"a"},{"name":"b"},{"name":"c"},{"name":"d"}]`))
+	_ = zw.Close()
+	if r := send(t, ft, "POST", "/telemetry", map[string]string{"Content-Encoding": "gzip"}, gz.String()); r.status != 200 || r.json["itemsAccepted"] != 4.0 {
+		t.Fatalf("gzipped telemetry: %d %s, want 4 items", r.status, r.body)
+	}
+	if r := send(t, ft, "POST", "/telemetry", map[string]string{"Content-Encoding": "gzip"}, "not gzip"); r.status != 400 {
+		t.Fatalf("bad gzip: %d, want 400", r.status)
+	}
+	if r := send(t, ft, "GET", "/telemetry?tas-endpoint=githubdevdiv", nil, ""); r.status != 200 || r.json["Configs"] == nil {
+		t.Fatalf("GET /telemetry (experiment assignments): %d %s", r.status, r.body)
+	}
+	if r := send(t, ft, "PUT", "/telemetry", nil, ""); r.status != 405 {
+		t.Fatalf("PUT /telemetry: %d, want 405", r.status)
 	}
 }
