@@ -241,3 +241,55 @@ func TestClientCredentialHeaders(t *testing.T) {
 		}
 	}
 }
+
+// The default policy is exactly what the real Copilot CLI was recorded sending
+// (testdata/cli-traffic.tsv, scripts/record-cli-traffic.sh): every route it sent to a base URL
+// the proxy stands behind is forwarded to the upstream that base URL names, every default rule
+// (but the older clients' token exchange, answered by the shim) was recorded, and what it sent
+// only to other hosts (telemetry, GitHub's releases) is refused.
+func TestPolicyMatchesRecordings(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../testdata/cli-traffic.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPolicy(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[routeKey]bool{}
+	for i, l := range strings.Split(strings.TrimSpace(string(b)), "\n")[1:] {
+		f := strings.Split(l, "\t")
+		if len(f) < 5 {
+			t.Fatalf("cli-traffic.tsv:%d: %q", i+2, l)
+		}
+		base, method, path := f[2], f[3], f[4]
+		rl := p.match(method, path)
+		var want dest
+		switch base {
+		case "COPILOT_API_URL", "COPILOT_PROVIDER_BASE_URL":
+			want = destCopilot
+		case "COPILOT_DEBUG_GITHUB_API_URL":
+			want = destREST
+		default:
+			if rl == nil {
+				continue // sent straight to a host; the proxy never sees it
+			}
+			if strings.HasPrefix(base, "api.") && rl.dest == destREST || strings.HasPrefix(base, "copilot-api.") && rl.dest == destCopilot {
+				continue // the same route a base URL sends (the CLI without the DEBUG variable)
+			}
+			t.Errorf("cli-traffic.tsv:%d: %s %s, which the CLI sent only to %s, is forwarded by %s", i+2, method, path, base, rl)
+			continue
+		}
+		if rl == nil || rl.dest != want || rl.widen {
+			t.Errorf("cli-traffic.tsv:%d: %s %s sent through %s: the default policy gives %v, want a rule to %v", i+2, method, path, base, rl, want)
+			continue
+		}
+		recorded[routeKey{method, path}] = true
+	}
+	for _, r := range defaultRules {
+		if r.dest != destExchange && !recorded[routeKey{r.method, r.path}] {
+			t.Errorf("default rule %s was never recorded: derive the table from recordings", r)
+		}
+	}
+}
