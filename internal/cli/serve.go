@@ -155,7 +155,9 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 			return fail("open the log file: %v (pass a writable --log-file)", err)
 		}
 		defer f.Close()
-		logOut = f
+		lw := newLineWriter(f)
+		defer lw.Close() // before f.Close: the queued lines reach the file
+		logOut = lw
 	}
 	logger := slog.New(slog.NewJSONHandler(logOut, nil))
 
