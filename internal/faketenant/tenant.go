@@ -70,6 +70,9 @@ type Request struct {
 	Model string
 	// Body is the request body as received (up to 32 MiB).
 	Body []byte
+	// RemoteIP is the client's address, so a test can tell who reached the tenant (the proxy, or
+	// a sandbox's egress proxy).
+	RemoteIP string
 }
 
 // Behavior is how the tenant answers; change it at runtime with Tenant.Set.
@@ -386,6 +389,7 @@ type LogLine struct {
 	Model           string    `json:"model,omitempty"`
 	UserAgent       string    `json:"user_agent,omitempty"`
 	IntegrationID   string    `json:"copilot_integration_id,omitempty"`
+	RemoteIP        string    `json:"remote_ip,omitempty"`
 }
 
 // LogLine is r in its log form.
@@ -400,7 +404,7 @@ func (r Request) LogLine() LogLine {
 		HeaderNames: names, Auth: r.Auth, AuthOK: r.Auth == "real" || r.Auth == "copilot",
 		AuthScheme: r.AuthScheme, AuthTokenSHA256: r.AuthTokenSHA256, BodyBytes: r.BodyBytes,
 		Stream: r.Stream, Model: r.Model, UserAgent: maskTokens(r.Header.Get("User-Agent")),
-		IntegrationID: maskTokens(r.Header.Get("Copilot-Integration-Id")),
+		IntegrationID: maskTokens(r.Header.Get("Copilot-Integration-Id")), RemoteIP: r.RemoteIP,
 	}
 }
 

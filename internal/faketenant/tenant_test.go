@@ -712,6 +712,9 @@ func TestRequestsAreRecordedInOrderAndLogged(t *testing.T) {
 	if !l.AuthOK || l.AuthTokenSHA256 != TokenSHA256(testToken) || !contains(l.HeaderNames, "Authorization") {
 		t.Fatalf("log line %+v", l)
 	}
+	if l.RemoteIP != "127.0.0.1" { // the client's address, no port
+		t.Fatalf("log line remote_ip = %q, want 127.0.0.1", l.RemoteIP)
+	}
 
 	ft.ResetRequests()
 	if n := len(ft.Requests()); n != 0 {
