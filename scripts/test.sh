@@ -51,6 +51,9 @@ bash scripts/test-reproducible.sh || die "the release build is not reproducible"
 log "end-to-end: the action under nektos/act (host mode, loopback-only sandbox, fake tenant as acme.ghe.com)"
 bash scripts/e2e-act.sh || die "the act end-to-end test failed: rerun scripts/e2e-act.sh (E2E_KEEP=1 keeps its logs)"
 
+log "end-to-end inside the firewall: README's workflow under act, awf's topology from real parts (Squid, iptables, namespaces), the real Copilot CLI"
+bash scripts/e2e-awf.sh || die "the awf end-to-end test failed: rerun scripts/e2e-awf.sh (E2E_KEEP=1 keeps its logs)"
+
 log "fuzz (short): request router, advertised-endpoint validation, exchange-reply parser (FUZZTIME=${FUZZTIME:-10s} each)"
 FUZZTIME=${FUZZTIME:-10s} bash scripts/fuzz.sh short FuzzRoute FuzzValidateEndpoint FuzzParseExchangeReply ||
   die "a fuzz target failed: see above (scripts/fuzz.sh long runs them for minutes)"
