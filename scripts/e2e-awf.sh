@@ -282,6 +282,8 @@ $(cat "$p")"
   # The CLI's entries in Squid's log: from the agent, before the probe started.
   squid_cli=$(awk -v t="$(sed -n 's/^probe-start=//p' "$p")" '$1 < t && $2 ~ /^172\.30\.0\.20:/ {split($8, d, ":"); print $9" "d[1]}' "$access" |
     sort | uniq -c | awk '{printf "%s %s ×%d, ", $2, $3, $1}' | sed 's/, $//')
+  # With README's environment the CLI does not even try the tenant past the proxy.
+  if grep -q 'acme\.ghe\.com' <<<"$squid_cli"; then die "$fail the CLI tried the tenant directly (Squid denied it): $squid_cli"; fi
   local to_proxy to_squid
   to_proxy=$(grep -c "htons($PROXY_PORT)" "$r/connects.txt" || true)
   to_squid=$(grep -c 'htons(3128)' "$r/connects.txt" || true)
