@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test inside the firewall: README's "Use it" workflow (testdata/workflows/e2e-awf.yml)
 # and the BYOK variant of docs/action.md (e2e-awf-byok.yml) run under nektos/act in host mode, with
-# the real Copilot CLI (each version of COPILOT_CLI_VERSIONS) in awf's topology built from real parts:
+# the real Copilot CLI (each of lib.sh's COPILOT_CLI_VERSIONS) in awf's topology built from real parts:
 #
 #   internet namespace   10.255.0.1    the fake tenant (acme.ghe.com and its API hosts, TLS)
 #        │ veth (routed)
@@ -27,13 +27,16 @@
 # matching rules (a bare name admits subdomains, *.x only subdomains, a scheme one protocol, the
 # blocklist wins, raw IPs and other ports refused) and no overlapping entries.
 #
-# Needs root. E2E_KEEP=1 keeps the work directory. Prints a table of versions × modes × traffic.
+# Needs root. E2E_KEEP=1 keeps the work directory; E2E_AWF_VERSIONS="1.0.85 1.0.43" runs other CLI
+# versions. Prints a table of versions × modes × where their traffic went.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 PROXY_PORT=8790 # copilot-route's default with proxy-host (internal/cli.DefaultProxyPort)
 DECOY_PORT=8791
 TENANT_NAMES="acme.ghe.com api.acme.ghe.com copilot-api.acme.ghe.com copilot-telemetry-service.acme.ghe.com"
+# The CLI versions to run (default lib.sh's COPILOT_CLI_VERSIONS); e.g. E2E_AWF_VERSIONS="1.0.85 1.0.43".
+export E2E_AWF_VERSIONS=${E2E_AWF_VERSIONS:-${COPILOT_CLI_VERSIONS[*]}}
 
 if [[ "${1:-}" != --inner ]]; then
   [[ $(id -u) == 0 ]] || die "e2e-awf.sh needs root (network namespaces, iptables, Squid)"
@@ -55,7 +58,7 @@ if [[ "${1:-}" != --inner ]]; then
   go build -o "$work/bin/actlog" ./scripts/internal/actlog || die "go build actlog failed"
   go build -o "$work/bin/awfsim" ./scripts/internal/awfsim || die "go build awfsim failed"
   cp scripts/internal/awfsim/awf scripts/internal/awfsim/sudo "$work/bin/"
-  for v in "${COPILOT_CLI_VERSIONS[@]}"; do
+  for v in $E2E_AWF_VERSIONS; do
     cli=$(need_copilot_cli "$v")
     mkdir -p "$work/cli-$v"
     ln -s "$cli" "$work/cli-$v/copilot"
@@ -227,13 +230,14 @@ import json, sys
 path, real, mode = sys.argv[1:4]
 reqs = [json.loads(l) for l in open(path) if l.strip()]
 paths = {r["path"] for r in reqs}
-want = {"/models", "/responses"} if mode == "doc" else {"/chat/completions"}
+completions = {"/responses", "/v1/messages", "/chat/completions"}
+missing = (["/models"] if mode == "doc" and "/models" not in paths else []) + ([] if paths & completions else ["a completion"])
 # diagnose's GET /meta reachability probe carries no credential; everything else the real one.
 bad = [(r["method"], r["path"], r.get("auth"), r.get("remote_ip")) for r in reqs
        if r.get("remote_ip") != "10.255.0.254" or not (r.get("auth_token_sha256") == real and r.get("auth_ok")
                                                        or r.get("auth") == "none" and r["path"] == "/meta")]
-if not reqs or bad or not want <= paths:
-    print("tenant: %d requests; not with the real token from the runner: %s; missing %s" % (len(reqs), bad, sorted(want - paths)), file=sys.stderr)
+if not reqs or bad or missing:
+    print("tenant: %d requests; not with the real token from the runner: %s; missing %s" % (len(reqs), bad, missing), file=sys.stderr)
     sys.exit(1)
 PY
 
@@ -291,7 +295,7 @@ $(cat "$p")"
   log "[$v $mode] passed in ${act_ms} ms: the reply came through the proxy; Squid from the CLI: ${squid_cli:-none}"
 }
 
-for v in "${COPILOT_CLI_VERSIONS[@]}"; do
+for v in $E2E_AWF_VERSIONS; do
   run_case "$v" doc e2e-awf.yml
   run_case "$v" byok e2e-awf-byok.yml
 done
