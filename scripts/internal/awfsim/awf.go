@@ -124,20 +124,20 @@ func validPortSpec(s string) bool {
 	return okA && okB && a <= b
 }
 
-// validateDomain is awf's validateDomainOrPattern (src/domain-validation.ts).
+// validateDomain is awf's validateDomainOrPattern (src/domain-validation.ts), its messages lower-cased.
 func validateDomain(in string) error {
 	d, _ := splitProtocol(in)
 	switch {
 	case d == "":
-		return errors.New("Domain cannot be empty")
+		return errors.New("awf: domain cannot be empty")
 	case strings.ContainsAny(d, " \t\r\n\x00\"'`;#\\"):
-		return fmt.Errorf("Invalid domain %q: contains invalid character", d)
+		return fmt.Errorf("awf: invalid domain %q: contains invalid character", d)
 	case d == "*" || d == "*.*" || strings.Trim(d, "*.") == "" && strings.Contains(d, "*"):
-		return fmt.Errorf("Pattern '%s' is too broad and is not allowed", d)
+		return fmt.Errorf("awf: pattern '%s' is too broad and is not allowed", d)
 	case strings.Contains(d, ".."):
-		return fmt.Errorf("Invalid domain '%s': contains double dots", d)
+		return fmt.Errorf("awf: invalid domain '%s': contains double dots", d)
 	case d == ".":
-		return errors.New("Invalid domain: cannot be just a dot")
+		return errors.New("awf: invalid domain: cannot be just a dot")
 	}
 	segs := strings.Split(d, ".")
 	wild := 0
@@ -147,7 +147,7 @@ func validateDomain(in string) error {
 		}
 	}
 	if wild > 1 && wild >= len(segs)-1 {
-		return fmt.Errorf("Pattern '%s' has too many wildcard segments and is not allowed", d)
+		return fmt.Errorf("awf: pattern '%s' has too many wildcard segments and is not allowed", d)
 	}
 	return nil
 }
