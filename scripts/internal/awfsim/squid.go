@@ -36,65 +36,43 @@ func SquidConfig(o Options, allowed []string, f SquidFiles) string {
 	httpD, httpP := byProto(protoHTTP)
 	httpsD, httpsP := byProto(protoHTTPS)
 
+	// Blocked domains (awf strips a scheme and splits no protocols for them).
+	var blockD, blockP []string
+	for _, d := range o.BlockDomains {
+		d, _ = splitProtocol(d)
+		if strings.Contains(d, "*") {
+			blockP = append(blockP, wildcardToRegex(d))
+		} else {
+			blockD = append(blockD, "."+strings.TrimPrefix(d, "."))
+		}
+	}
+	// In awf's order: the ACLs of each group, then the access rules of each group (the "both"
+	// group has none of its own: the deny below covers it).
+	groups := []struct {
+		name, rule     string
+		plain, regexes []string
+	}{
+		{"blocked_domains", "http_access deny ", blockD, blockP},
+		{"allowed_domains", "", bothD, bothP},
+		{"allowed_http_only", "http_access allow !CONNECT ", httpD, httpP},
+		{"allowed_https_only", "http_access allow CONNECT ", httpsD, httpsP},
+	}
 	var acl, access []string
-	// Blocked domains (awf strips a scheme and takes no protocol split for them).
-	var blockPlain []entry
-	var blockPat []pattern
-	if len(o.BlockDomains) > 0 {
-		var norm []string
-		for _, d := range o.BlockDomains {
-			d, _ = splitProtocol(d)
-			norm = append(norm, d)
+	for _, g := range groups {
+		for _, d := range g.plain {
+			acl = append(acl, "acl "+g.name+" dstdomain "+d)
 		}
-		for _, d := range norm {
-			if strings.Contains(d, "*") {
-				blockPat = append(blockPat, pattern{regex: wildcardToRegex(d)})
-			} else {
-				blockPlain = append(blockPlain, entry{domain: d})
-			}
+		for _, r := range g.regexes {
+			acl = append(acl, "acl "+g.name+"_regex dstdom_regex -i "+r)
 		}
 	}
-	for _, e := range blockPlain {
-		acl = append(acl, "acl blocked_domains dstdomain ."+strings.TrimPrefix(e.domain, "."))
-	}
-	for _, p := range blockPat {
-		acl = append(acl, "acl blocked_domains_regex dstdom_regex -i "+p.regex)
-	}
-	if len(blockPlain) > 0 {
-		access = append(access, "http_access deny blocked_domains")
-	}
-	if len(blockPat) > 0 {
-		access = append(access, "http_access deny blocked_domains_regex")
-	}
-	for _, d := range bothD {
-		acl = append(acl, "acl allowed_domains dstdomain "+d)
-	}
-	for _, p := range bothP {
-		acl = append(acl, "acl allowed_domains_regex dstdom_regex -i "+p)
-	}
-	for _, d := range httpD {
-		acl = append(acl, "acl allowed_http_only dstdomain "+d)
-	}
-	for _, p := range httpP {
-		acl = append(acl, "acl allowed_http_only_regex dstdom_regex -i "+p)
-	}
-	for _, d := range httpsD {
-		acl = append(acl, "acl allowed_https_only dstdomain "+d)
-	}
-	for _, p := range httpsP {
-		acl = append(acl, "acl allowed_https_only_regex dstdom_regex -i "+p)
-	}
-	if len(httpD) > 0 {
-		access = append(access, "http_access allow !CONNECT allowed_http_only")
-	}
-	if len(httpP) > 0 {
-		access = append(access, "http_access allow !CONNECT allowed_http_only_regex")
-	}
-	if len(httpsD) > 0 {
-		access = append(access, "http_access allow CONNECT allowed_https_only")
-	}
-	if len(httpsP) > 0 {
-		access = append(access, "http_access allow CONNECT allowed_https_only_regex")
+	for _, g := range groups {
+		if g.rule != "" && len(g.plain) > 0 {
+			access = append(access, g.rule+g.name)
+		}
+		if g.rule != "" && len(g.regexes) > 0 {
+			access = append(access, g.rule+g.name+"_regex")
+		}
 	}
 	deny := "http_access deny all"
 	switch {
