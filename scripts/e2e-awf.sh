@@ -47,6 +47,7 @@ if [[ "${1:-}" != --inner ]]; then
   need_apt iptables iptables
   need_apt squid squid
   need_apt strace strace
+  need_apt pgrep procps
   need_apt curl curl
   need_apt python3 python3
   work=$(mktemp -d /tmp/copilot-route-e2e-awf.XXXXXX)
@@ -87,7 +88,7 @@ ip addr add 10.255.0.254/24 dev inet
 ip link set inet up
 nsenter -t "$inet" -n sh -c 'ip link set lo up && ip addr add 10.255.0.1/24 dev inet-c && ip link set inet-c up &&
   ip route add default via 10.255.0.254' || die "could not set up the internet namespace"
-sysctl -qw net.ipv4.ip_forward=1
+echo 1 >/proc/sys/net/ipv4/ip_forward # the runner routes between its networks
 echo "10.255.0.1 $TENANT_NAMES" >"$work/dns-hosts" # what DNS answers, for the runner, Squid and the agent
 { echo "127.0.0.1 localhost"; echo "::1 localhost"; cat "$work/dns-hosts"; } >"$work/hosts"
 mount --bind "$work/hosts" /etc/hosts || die "could not bind-mount a private /etc/hosts"
