@@ -30,14 +30,7 @@ if [[ "${1:-}" != --inner ]]; then
   # Build everything before the sandbox (no module downloads inside it).
   go build -o "$work/bin/copilot-route" ./cmd/copilot-route || die "go build failed"
   go build -o "$work/bin/actlog" ./scripts/internal/actlog || die "go build actlog failed"
-  # The checkout the workflows copy into act's workspace: this tree, with a release binary for
-  # this machine and its checksum in dist/, so the resolve step's checksum path is what runs.
-  git ls-files -z --cached --others --exclude-standard | grep -zv '^dist/copilot-route-' |
-    tar --null -T - -cf - | tar -xf - -C "$work/src"
-  TARGETS="linux/$(go env GOARCH)" bash scripts/build-dist.sh v0.0.0-e2e "$work/src/dist" >/dev/null ||
-    die "build-dist failed"
-  (cd "$work/src" && git init -q . && git add -A && git -c user.email=e2e@localhost -c user.name=e2e commit -qm e2e) ||
-    die "could not make the snapshot a git repository (act reads its HEAD)"
+  act_checkout "$work/src"
   unshare --net --mount --pid --fork --mount-proc -- bash "$0" --inner "$work"
   exit $?
 fi
@@ -67,9 +60,7 @@ log "sandbox: acme.ghe.com, api.acme.ghe.com and copilot-api.acme.ghe.com are th
 (umask 077 && printf 'COPILOT_TOKEN=%s\n' "$token" >"$work/secrets")
 
 run_act() { # run_act WORKFLOW LOGFILE: act's whole output (JSON lines) goes to LOGFILE
-  HOME="$work/home" timeout 300 act push -C "$work/src" -W "$ROOT/testdata/workflows/$1" \
-    -P ubuntu-latest=-self-hosted --no-cache-server --cache-server-addr 127.0.0.1 \
-    --artifact-server-addr 127.0.0.1 --action-offline-mode --pull=false --json \
+  HOME="$work/home" timeout 300 act push -C "$work/src" -W "$ROOT/testdata/workflows/$1" "${ACT_HOST_FLAGS[@]}" \
     --action-cache-path "$work/act-cache" --secret-file "$work/secrets" \
     --env "E2E_SRC=$work/src" --env "E2E_OUT=$work/out" --env "FAKE_CA=$work/ca.pem" \
     >"$2" 2>&1

@@ -103,6 +103,25 @@ copilot_home() {
   ln -s "$cache/pkg" "$2/.cache/copilot/pkg"
 }
 
+# act_checkout DIR: the checkout the act end-to-end workflows copy into their workspace: this tree
+# (tracked and untracked files, not ignored ones), with a release binary for this machine and its
+# checksum in dist/, so the action's resolve step takes its checksum path; committed, because act
+# reads its HEAD.
+act_checkout() {
+  local dir=$1
+  mkdir -p "$dir"
+  (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | grep -zv '^dist/copilot-route-' | tar --null -T - -cf -) |
+    tar -xf - -C "$dir" || die "could not copy the tree to $dir"
+  TARGETS="linux/$(go env GOARCH)" bash "$ROOT/scripts/build-dist.sh" v0.0.0-e2e "$dir/dist" >/dev/null || die "build-dist failed"
+  (cd "$dir" && git init -q . && git add -A && git -c user.email=e2e@localhost -c user.name=e2e commit -qm e2e) ||
+    die "could not make the snapshot a git repository (act reads its HEAD)"
+}
+
+# ACT_HOST_FLAGS: act in host mode with no helper servers on outbound addresses (there are none in
+# the sandboxes), no pulls, no action downloads, JSON log lines.
+ACT_HOST_FLAGS=(-P ubuntu-latest=-self-hosted --no-cache-server --cache-server-addr 127.0.0.1
+  --artifact-server-addr 127.0.0.1 --action-offline-mode --pull=false --json)
+
 # build_binary: build copilot-route into .tools/bin and print its path.
 build_binary() {
   go build -o "$TOOLS/bin/copilot-route" "$ROOT/cmd/copilot-route" || die "go build failed"

@@ -33,9 +33,13 @@ done
 log "end-to-end: the real Copilot CLI through copilot-route serve to the fake tenant (private network namespace)"
 "$ROOT/scripts/e2e-copilot-cli.sh" || die "the Copilot CLI end-to-end test failed: rerun scripts/e2e-copilot-cli.sh (COPILOT_E2E_KEEP=1 keeps its logs)"
 
-log "actionlint (workflows; local actions ./ and ./stop are parsed through them) and the action metadata check"
+log "actionlint (workflows, and every workflow snippet of README.md and docs/; local actions ./ and ./stop are parsed through them) and the action metadata check"
 need_actionlint
 actionlint .github/workflows/*.yml testdata/workflows/*.yml || die "actionlint failed"
+snippet_dir=$(mktemp -d)
+go run ./scripts/internal/snippets "$snippet_dir" README.md docs/*.md >/dev/null || die "could not extract the docs' workflow snippets"
+actionlint "$snippet_dir"/*.yml || die "actionlint failed on a workflow snippet of the docs (file names say which file and line)"
+rm -rf "$snippet_dir"
 bash scripts/check-action-metadata.sh action.yml stop/action.yml ||
   die "action metadata check failed: pass inputs to run: scripts through env:, give every run step a shell"
 if bash scripts/check-action-metadata.sh testdata/actions/injection/action.yml >/dev/null; then
@@ -50,6 +54,9 @@ bash scripts/test-reproducible.sh || die "the release build is not reproducible"
 
 log "end-to-end: the action under nektos/act (host mode, loopback-only sandbox, fake tenant as acme.ghe.com)"
 bash scripts/e2e-act.sh || die "the act end-to-end test failed: rerun scripts/e2e-act.sh (E2E_KEEP=1 keeps its logs)"
+
+log "end-to-end inside the firewall: README's workflow under act, awf's topology from real parts (Squid, iptables, namespaces), the real Copilot CLI"
+bash scripts/e2e-awf.sh || die "the awf end-to-end test failed: rerun scripts/e2e-awf.sh (E2E_KEEP=1 keeps its logs)"
 
 log "fuzz (short): request router, advertised-endpoint validation, exchange-reply parser (FUZZTIME=${FUZZTIME:-10s} each)"
 FUZZTIME=${FUZZTIME:-10s} bash scripts/fuzz.sh short FuzzRoute FuzzValidateEndpoint FuzzParseExchangeReply ||

@@ -360,3 +360,88 @@ func publicSuffixLike(labels []string) bool {
 	}
 	return false
 }
+
+// Agent is the egress set of an agent inside a sandbox (awf's container) while copilot-route's
+// proxy runs on the runner. The runner's List must admit the proxy's upstreams, but the agent must
+// reach them only through the proxy, so its set is different: the proxy host and what the user
+// adds, and an explicit block of the hosts the proxy serves. The block matters because awf adds a
+// GHE.com tenant's hosts to its allowlist by itself (from GITHUB_SERVER_URL), and its blocklist
+// wins over its allowlist.
+type Agent struct {
+	// Allow is the proxy host (when it is a name) and the user's extra-domains, sorted.
+	Allow []string
+	// Block are the hosts the proxy sends Copilot traffic to (REST API of the licensing host, the
+	// Copilot API, on github.com every plan's Copilot API host), less any the user listed in
+	// extra-domains on purpose. Sorted.
+	Block []string
+	// Exposed are proxied hosts the user listed in extra-domains: the agent may reach them
+	// directly, past the proxy. A warning, not an error: the agent may need the REST API for
+	// other tools with a token of its own.
+	Exposed []string
+}
+
+// ForAgent derives the sandboxed agent's set for ep while the proxy runs.
+func ForAgent(ep platform.Endpoints, opt Options) (Agent, error) {
+	var a Agent
+	if v := strings.TrimSpace(opt.ProxyHost); v != "" {
+		h, err := ProxyHost(v)
+		if err != nil {
+			return Agent{}, err
+		}
+		a.Allow = append(a.Allow, h)
+	}
+	extra, err := ParseDomains("extra-domains", opt.ExtraDomains)
+	if err != nil {
+		return Agent{}, err
+	}
+	a.Allow = uniqueSorted(append(a.Allow, extra...))
+
+	proxied := []string{hostOf(ep.CopilotRESTAPIURL), hostOf(ep.CopilotAPIURL)}
+	if ep.CopilotPlatform == platform.GitHubCom {
+		proxied = append(append(proxied, "api.githubcopilot.com"), platform.PublicPlanCopilotHosts...)
+	}
+	for _, h := range uniqueSorted(proxied) {
+		switch {
+		case h == "" || net.ParseIP(h) != nil: // an address (a test target): awf filters names
+		case slices.Contains(extra, h):
+			a.Exposed = append(a.Exposed, h)
+		default:
+			a.Block = append(a.Block, h)
+		}
+	}
+	return a, nil
+}
+
+// AWFArgs are the awf flags for this agent: host access on the proxy's port (0: none), the
+// allowlist and the blocklist, each comma-separated, words separated by single spaces so the
+// value can be expanded unquoted (`sudo -E awf $AWF_ARGS --env-all -- …`). Empty when there is
+// nothing to pass.
+func (a Agent) AWFArgs(hostPort int) string {
+	var args []string
+	if hostPort > 0 {
+		args = append(args, "--enable-host-access", "--allow-host-ports", strconv.Itoa(hostPort))
+	}
+	if len(a.Allow) > 0 {
+		args = append(args, "--allow-domains", strings.Join(a.Allow, ","))
+	}
+	if len(a.Block) > 0 {
+		args = append(args, "--block-domains", strings.Join(a.Block, ","))
+	}
+	return strings.Join(args, " ")
+}
+
+// AWFArgs are the awf flags for an agent that talks to the tenant itself (no proxy): the whole list.
+func (l List) AWFArgs() string {
+	if len(l.Domains) == 0 {
+		return ""
+	}
+	return "--allow-domains " + l.Comma()
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+}

@@ -267,3 +267,97 @@ func TestParseDomainsAndProxyHost(t *testing.T) {
 		t.Errorf("ProxyHost(URL) = %q, %v", h, err)
 	}
 }
+
+func TestForAgent(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name                  string
+		in                    platform.Input
+		opt                   Options
+		allow, block, exposed []string
+		awf                   string // AWFArgs(8790)
+	}{
+		{
+			name:  "tenant in awf: the proxy host only, the tenant's API hosts blocked",
+			in:    platform.Input{ServerURL: "https://acme.ghe.com"},
+			opt:   Options{ProxyHost: "host.docker.internal"},
+			allow: []string{"host.docker.internal"},
+			block: []string{"api.acme.ghe.com", "copilot-api.acme.ghe.com"},
+			awf:   "--enable-host-access --allow-host-ports 8790 --allow-domains host.docker.internal --block-domains api.acme.ghe.com,copilot-api.acme.ghe.com",
+		},
+		{
+			name:  "github.com: every plan's Copilot API and the REST API blocked",
+			in:    platform.Input{ServerURL: "https://github.com"},
+			opt:   Options{ProxyHost: "host.docker.internal", ExtraDomains: "registry.npmjs.org"},
+			allow: []string{"host.docker.internal", "registry.npmjs.org"},
+			block: []string{"api.business.githubcopilot.com", "api.enterprise.githubcopilot.com", "api.github.com", "api.githubcopilot.com", "api.individual.githubcopilot.com"},
+			awf: "--enable-host-access --allow-host-ports 8790 --allow-domains host.docker.internal,registry.npmjs.org " +
+				"--block-domains api.business.githubcopilot.com,api.enterprise.githubcopilot.com,api.github.com,api.githubcopilot.com,api.individual.githubcopilot.com",
+		},
+		{
+			name:  "ghes licensed on a tenant: the tenant's hosts blocked, the GHES host untouched",
+			in:    platform.Input{ServerURL: "https://github.internal", CopilotHost: "acme.ghe.com"},
+			opt:   Options{ProxyHost: "host.docker.internal", ExtraDomains: "github.internal"},
+			allow: []string{"github.internal", "host.docker.internal"},
+			block: []string{"api.acme.ghe.com", "copilot-api.acme.ghe.com"},
+			awf:   "--enable-host-access --allow-host-ports 8790 --allow-domains github.internal,host.docker.internal --block-domains api.acme.ghe.com,copilot-api.acme.ghe.com",
+		},
+		{
+			name:    "a proxied host listed on purpose is exposed, not blocked; a bare tenant stays covered by the block",
+			in:      platform.Input{ServerURL: "https://acme.ghe.com"},
+			opt:     Options{ProxyHost: "host.docker.internal", ExtraDomains: "api.acme.ghe.com acme.ghe.com"},
+			allow:   []string{"acme.ghe.com", "api.acme.ghe.com", "host.docker.internal"},
+			block:   []string{"copilot-api.acme.ghe.com"},
+			exposed: []string{"api.acme.ghe.com"},
+			awf:     "--enable-host-access --allow-host-ports 8790 --allow-domains acme.ghe.com,api.acme.ghe.com,host.docker.internal --block-domains copilot-api.acme.ghe.com",
+		},
+		{
+			name:  "an address as the Copilot API (a test target) is not a name awf can block",
+			in:    platform.Input{ServerURL: "https://acme.ghe.com", CopilotAPITarget: "https://127.0.0.1:8443"},
+			opt:   Options{ProxyHost: "host.docker.internal"},
+			allow: []string{"host.docker.internal"},
+			block: []string{"api.acme.ghe.com"},
+			awf:   "--enable-host-access --allow-host-ports 8790 --allow-domains host.docker.internal --block-domains api.acme.ghe.com",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			a, err := ForAgent(detect(t, c.in), c.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(a.Allow, c.allow) || !slices.Equal(a.Block, c.block) || !slices.Equal(a.Exposed, c.exposed) {
+				t.Errorf("ForAgent = allow %q block %q exposed %q; want allow %q block %q exposed %q", a.Allow, a.Block, a.Exposed, c.allow, c.block, c.exposed)
+			}
+			if got := a.AWFArgs(8790); got != c.awf {
+				t.Errorf("AWFArgs(8790) =\n  %s\nwant\n  %s", got, c.awf)
+			}
+		})
+	}
+}
+
+func TestAWFArgsEdges(t *testing.T) {
+	t.Parallel()
+	if got := (Agent{}).AWFArgs(0); got != "" {
+		t.Errorf("empty agent: AWFArgs(0) = %q, want nothing", got)
+	}
+	if got := (Agent{Allow: []string{"x.example.com"}}).AWFArgs(0); got != "--allow-domains x.example.com" {
+		t.Errorf("no host port: AWFArgs(0) = %q", got)
+	}
+	l, err := For(detect(t, platform.Input{ServerURL: "https://acme.ghe.com"}), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := l.AWFArgs(), "--allow-domains acme.ghe.com,api.acme.ghe.com,copilot-api.acme.ghe.com,copilot-telemetry-service.acme.ghe.com"; got != want {
+		t.Errorf("List.AWFArgs() = %q, want %q", got, want)
+	}
+	if got := (List{}).AWFArgs(); got != "" {
+		t.Errorf("empty list: AWFArgs() = %q", got)
+	}
+	for _, bad := range []Options{{ProxyHost: "*.docker.internal"}, {ProxyHost: "10.0.0.1"}, {ExtraDomains: "ghe.com"}} {
+		if _, err := ForAgent(detect(t, platform.Input{ServerURL: "https://acme.ghe.com"}), bad); err == nil {
+			t.Errorf("ForAgent(%+v) accepted a bad input", bad)
+		}
+	}
+}

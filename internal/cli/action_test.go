@@ -75,7 +75,7 @@ func TestActionPassesEveryInputExplicitly(t *testing.T) {
 	want := map[string][]string{
 		"detect": {"github-token", "server-url", "api-url", "copilot-host", "copilot-api-target", "platform", "extra-domains", "proxy-host", "export-env"},
 		"start": {"github-token", "server-url", "api-url", "copilot-host", "copilot-api-target", "platform", "proxy-host",
-			"listen", "auth-scheme", "integration-id", "ca-file", "start-proxy"},
+			"extra-domains", "listen", "auth-scheme", "integration-id", "ca-file", "start-proxy"},
 	}
 	for _, in := range detectInputs {
 		want["detect"] = append(want["detect"], in.name)

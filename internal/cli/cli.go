@@ -85,6 +85,9 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 		}
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		return runVersion(ctx, env, nil, stdout, stderr)
+	}
 	c, ok := cmds[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "copilot-route: unknown command %q\n\n", args[0])
@@ -100,7 +103,7 @@ func usage(w io.Writer, cmds map[string]command) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	fmt.Fprintln(w, "usage: copilot-route COMMAND [flags]   (copilot-route COMMAND -h for its flags)")
+	fmt.Fprintln(w, "usage: copilot-route COMMAND [flags]   (copilot-route COMMAND -h for its flags; --version)")
 	fmt.Fprintln(w)
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)

@@ -27,11 +27,11 @@ import (
 // against fake runner files in a temporary directory. It prints what a workflow would see.
 func runDemo(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	keep := fs.Bool("keep", false, "keep the temporary directory (runner files, proxy log) and print its path")
 	serveBinary := fs.String("serve-binary", "", "the copilot-route binary to run serve with (default: this program)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stderr, "Runs the whole flow of the action on this machine against the simulated tenant (acme.ghe.com on\n"+
+		"loopback, no credentials): detect, diagnose, start, one streamed request through the proxy, stop."); !ok {
+		return code
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "copilot-route demo: "+format+"\n", a...)

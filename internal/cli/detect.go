@@ -27,6 +27,7 @@ var detectInputs = []struct{ name, usage string }{
 	{"extra-domains", "more domains for the allowlist, separated by commas, spaces or newlines"},
 	{"proxy-host", "how the agent reaches the proxy, added to the allowlist (e.g. host.docker.internal)"},
 	{"export-env", "true: set GH_HOST (and COPILOT_GH_HOST where Copilot is licensed elsewhere) for later steps"},
+	{"start-proxy", "true (default): the agent reaches Copilot through the proxy, so its allowlist holds the proxy host, not the tenant's API hosts; false: the agent talks to the tenant itself"},
 }
 
 const detectFormats = "text, json, comma (awf), lines (bullfrog), harden-runner, gh-aw, none"
@@ -42,6 +43,9 @@ type detectJSON struct {
 	CopilotAPIURL  string   `json:"copilot_api_url"`
 	TelemetryURL   string   `json:"telemetry_url"`
 	AllowedDomains []string `json:"allowed_domains"`
+	// The sandboxed agent's allowlist and blocklist (awf-args); see allowlist.ForAgent.
+	AgentAllowedDomains []string `json:"agent_allowed_domains"`
+	AgentBlockedDomains []string `json:"agent_blocked_domains"`
 }
 
 // runDetect classifies the platform, derives the endpoints and the allowlist, and, in an Actions
@@ -95,6 +99,10 @@ func runDetect(_ context.Context, env Env, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return fail(err)
 	}
+	proxyOn, err := startProxy(value("start-proxy"))
+	if err != nil {
+		return fail(err)
+	}
 	examples := [][2]string{{"server-url", "https://acme.ghe.com"}, {"api-url", "https://api.acme.ghe.com"},
 		{"copilot-host", "acme.ghe.com"}, {"copilot-api-target", "https://copilot-api.acme.ghe.com"}, {"platform", "auto"},
 		{"extra-domains", "registry.npmjs.org"}, {"proxy-host", "host.docker.internal"}}
@@ -109,12 +117,21 @@ func runDetect(_ context.Context, env Env, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return fail(err)
 	}
-	list, err := allowlist.For(ep, allowlist.Options{ProxyHost: value("proxy-host"), ExtraDomains: value("extra-domains")})
+	opts := allowlist.Options{ProxyHost: value("proxy-host"), ExtraDomains: value("extra-domains")}
+	list, err := allowlist.For(ep, opts)
+	if err != nil {
+		return fail(err)
+	}
+	agent, err := agentList(ep, list, opts, proxyOn)
 	if err != nil {
 		return fail(err)
 	}
 
 	warnings := append([]string(nil), ep.Warnings...)
+	for _, h := range agent.Exposed {
+		warnings = append(warnings, fmt.Sprintf("extra-domains lists %s, which the proxy serves: an agent in a sandbox may reach it directly, past the proxy. "+
+			"Remove it unless the agent needs it for other tools with a token of its own.", h))
+	}
 	kind := copilot.KindOf(secrets.token)
 	if kind == copilot.KindClassicPAT {
 		warnings = append(warnings, "The github-token is a classic personal access token (ghp_), which Copilot refuses. "+
@@ -141,7 +158,7 @@ func runDetect(_ context.Context, env Env, args []string, stdout, stderr io.Writ
 		}
 	}
 
-	printed, err := renderDetect(*format, ep, list)
+	printed, err := renderDetect(*format, ep, list, agent)
 	if err != nil {
 		return fail(err)
 	}
@@ -160,6 +177,11 @@ func runDetect(_ context.Context, env Env, args []string, stdout, stderr io.Writ
 			{"telemetry-url", ep.TelemetryURL},
 			{"allowed-domains", list.Comma()},
 			{"allowed-endpoints", list.HardenRunner()},
+			{"agent-allowed-domains", strings.Join(agent.Allow, ",")},
+		}
+		if !proxyOn {
+			// With the proxy, start writes awf-args: only it knows the port.
+			outputs = append(outputs, [2]string{"awf-args", list.AWFArgs()})
 		}
 		for _, o := range outputs {
 			b.Output(o[0], o[1])
@@ -242,6 +264,28 @@ func detectInput(env Env, value func(string) string) (platform.Input, bool, erro
 	return in, exportEnv, nil
 }
 
+// startProxy reads input start-proxy (default true).
+func startProxy(v string) (bool, error) {
+	if strings.TrimSpace(v) == "" {
+		return true, nil
+	}
+	on, _, err := actions.ParseBool(v)
+	if err != nil {
+		return false, &platform.InputError{Input: "start-proxy", Value: platform.Quote(v), Problem: err.Error(), Example: "true"}
+	}
+	return on, nil
+}
+
+// agentList is the allowlist of an agent in a sandbox: with the proxy, the proxy host and the
+// user's domains, the proxied hosts blocked; without it, the whole list (the agent talks to the
+// tenant itself).
+func agentList(ep platform.Endpoints, list allowlist.List, opts allowlist.Options, proxyOn bool) (allowlist.Agent, error) {
+	if !proxyOn {
+		return allowlist.Agent{Allow: list.Domains}, nil
+	}
+	return allowlist.ForAgent(ep, opts)
+}
+
 // sameServer says whether two server URLs name the same host (both empty counts: the default).
 func sameServer(a, b string) bool {
 	if a == "" || b == "" {
@@ -254,7 +298,7 @@ func sameServer(a, b string) bool {
 
 // renderDetect is what detect prints on stdout. Warnings go to stderr (or annotations), not here,
 // so the list formats stay machine-readable.
-func renderDetect(format string, ep platform.Endpoints, list allowlist.List) (string, error) {
+func renderDetect(format string, ep platform.Endpoints, list allowlist.List, agent allowlist.Agent) (string, error) {
 	switch format {
 	case "none":
 		return "", nil
@@ -267,6 +311,7 @@ func renderDetect(format string, ep platform.Endpoints, list allowlist.List) (st
 			Platform: string(ep.Platform), Tenant: ep.Tenant, ServerURL: ep.ServerURL, GHHost: ep.GHHost,
 			APIURL: ep.APIURL, CopilotHost: ep.CopilotHost, CopilotAPIURL: ep.CopilotAPIURL,
 			TelemetryURL: ep.TelemetryURL, AllowedDomains: domains,
+			AgentAllowedDomains: nonNil(agent.Allow), AgentBlockedDomains: nonNil(agent.Block),
 		}, "", "  ")
 		if err != nil {
 			return "", err
@@ -302,10 +347,19 @@ func renderDetect(format string, ep platform.Endpoints, list allowlist.List) (st
 	row("Copilot API", ep.CopilotAPIURL)
 	row("telemetry", ep.TelemetryURL)
 	row("allowed domains", list.Comma())
+	row("agent allows", strings.Join(agent.Allow, ","))
+	row("agent blocks", strings.Join(agent.Block, ","))
 	if err := tw.Flush(); err != nil {
 		return "", err
 	}
 	return sb.String(), nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 func tokenKindLabel(k copilot.TokenKind) string {

@@ -187,7 +187,7 @@ func TestDetectStep(t *testing.T) {
 				keys = append(keys, k)
 			}
 			sort.Strings(keys)
-			wantKeys := []string{"allowed-domains", "allowed-domains-list", "allowed-endpoints", "api-url", "copilot-api-url",
+			wantKeys := []string{"agent-allowed-domains", "allowed-domains", "allowed-domains-list", "allowed-endpoints", "api-url", "copilot-api-url",
 				"copilot-host", "gh-host", "platform", "server-url", "telemetry-url", "tenant"}
 			if !slices.Equal(keys, wantKeys) {
 				t.Errorf("outputs %q, want %q", keys, wantKeys)
@@ -237,7 +237,7 @@ func TestDetectJSONKeys(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	want := []string{"allowed_domains", "api_url", "copilot_api_url", "copilot_host", "gh_host", "platform", "server_url", "telemetry_url", "tenant"}
+	want := []string{"agent_allowed_domains", "agent_blocked_domains", "allowed_domains", "api_url", "copilot_api_url", "copilot_host", "gh_host", "platform", "server_url", "telemetry_url", "tenant"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("keys %q, want %q", keys, want)
 	}
@@ -246,6 +246,48 @@ func TestDetectJSONKeys(t *testing.T) {
 	}
 	if r.stderr != "" {
 		t.Errorf("stderr %q", r.stderr)
+	}
+}
+
+// TestDetectAgentList: with the proxy (the default) the sandboxed agent's list is the proxy host and
+// extra-domains and awf-args is left to start (which knows the port); without it the agent needs
+// the whole list, and detect writes awf-args itself. A proxied host listed on purpose warns.
+func TestDetectAgentList(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, startProxy, extra string
+		agent, awf              string
+		awfSet                  bool
+		warn                    string
+	}{
+		{name: "proxy (default)", agent: "host.docker.internal,registry.npmjs.org", extra: "registry.npmjs.org"},
+		{name: "proxy, a proxied host on purpose", extra: "api.acme.ghe.com", agent: "api.acme.ghe.com,host.docker.internal",
+			warn: "extra-domains lists api.acme.ghe.com, which the proxy serves"},
+		{name: "no proxy", startProxy: "false", agent: "acme.ghe.com,api.acme.ghe.com,copilot-api.acme.ghe.com,copilot-telemetry-service.acme.ghe.com,host.docker.internal",
+			awfSet: true, awf: "--allow-domains acme.ghe.com,api.acme.ghe.com,copilot-api.acme.ghe.com,copilot-telemetry-service.acme.ghe.com,host.docker.internal"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := runDetectWith(t, map[string]string{"GITHUB_SERVER_URL": "https://acme.ghe.com", "INPUT_PROXY_HOST": "host.docker.internal",
+				"INPUT_EXTRA_DOMAINS": c.extra, "INPUT_START_PROXY": c.startProxy}, true, "--format", "none")
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			out := parseEnvFile(t, r.files[actions.FileOutput])
+			if out["agent-allowed-domains"] != c.agent {
+				t.Errorf("agent-allowed-domains = %q, want %q", out["agent-allowed-domains"], c.agent)
+			}
+			if awf, set := out["awf-args"]; set != c.awfSet || awf != c.awf {
+				t.Errorf("awf-args = %q (set %v), want %q (set %v)", awf, set, c.awf, c.awfSet)
+			}
+			if got := strings.Contains(r.stdout, "::warning"); got != (c.warn != "") || !strings.Contains(r.stdout, c.warn) {
+				t.Errorf("warning %q expected: %v; stdout:\n%s", c.warn, c.warn != "", r.stdout)
+			}
+		})
+	}
+	if r := runDetectWith(t, map[string]string{"INPUT_START_PROXY": "maybe"}, true, "--format", "none"); r.code != 1 || !strings.Contains(r.stdout, "start-proxy") {
+		t.Errorf("start-proxy: maybe: exit %d, stdout %q; want 1 and an annotation naming the input", r.code, r.stdout)
 	}
 }
 

@@ -203,7 +203,7 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return fail("%v", err)
 	}
-	proxyURL := proxy.ListenURL(ln.Addr())
+	proxyURL := readyURL(*listen, ln.Addr())
 	p.SetPublicURL(proxyURL)
 	ready := serveReady{URL: proxyURL, PID: os.Getpid()}
 	if *readyFile != "" {
@@ -264,6 +264,27 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 	given := false
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
 	return given
+}
+
+// readyURL is the URL serve reports, reachable from this host: the listening port on the address
+// asked for, with an unspecified address given as the loopback of its family. Go listens on
+// "0.0.0.0" as the dual-stack "[::]", so the listener's own address would say [::1] for an
+// IPv4 request.
+func readyURL(listen string, addr net.Addr) string {
+	host, _, err := net.SplitHostPort(listen)
+	_, port, err2 := net.SplitHostPort(addr.String())
+	if err != nil || err2 != nil {
+		return proxy.ListenURL(addr)
+	}
+	switch ip := net.ParseIP(host); {
+	case host == "" || ip != nil && ip.Equal(net.IPv4zero):
+		host = "127.0.0.1"
+	case ip != nil && ip.IsUnspecified():
+		host = "::1"
+	case ip == nil:
+		return proxy.ListenURL(addr) // a name (localhost): the address it resolved to
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // loopbackListen says whether a listen address stays on loopback (an empty host means all

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -286,5 +287,25 @@ func TestServeRefusesToStart(t *testing.T) {
 				t.Errorf("stderr shows the token")
 			}
 		})
+	}
+}
+
+func TestReadyURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ listen, addr, want string }{
+		{"0.0.0.0:8790", "[::]:8790", "http://127.0.0.1:8790"},
+		{":0", "[::]:41000", "http://127.0.0.1:41000"},
+		{"[::]:0", "[::]:41000", "http://[::1]:41000"},
+		{"127.0.0.1:0", "127.0.0.1:41000", "http://127.0.0.1:41000"},
+		{"10.1.2.3:9", "10.1.2.3:9", "http://10.1.2.3:9"},
+		{"localhost:0", "127.0.0.1:41000", "http://127.0.0.1:41000"},
+	} {
+		addr, err := net.ResolveTCPAddr("tcp", tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readyURL(tc.listen, addr); got != tc.want {
+			t.Errorf("readyURL(%q, %s) = %q, want %q", tc.listen, tc.addr, got, tc.want)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/copilot-route/copilot-route/internal/actions"
+	"github.com/copilot-route/copilot-route/internal/allowlist"
 	"github.com/copilot-route/copilot-route/internal/copilot"
 	"github.com/copilot-route/copilot-route/internal/daemon"
 	"github.com/copilot-route/copilot-route/internal/platform"
@@ -31,6 +32,24 @@ const (
 	envRealToken   = "COPILOT_GITHUB_TOKEN"
 	envClientToken = "COPILOT_ROUTE_CLIENT_TOKEN"
 )
+
+// DefaultProxyPort is where the proxy listens when proxy-host is set and listen is not: a port
+// fixed in advance, so an awf command line can name it (--allow-host-ports). Below the Linux
+// ephemeral range (32768–60999), so no outgoing connection of the runner holds it.
+const DefaultProxyPort = 8790
+
+// listenAddr is the address serve listens on: the listen input when given; with proxy-host (the
+// agent is in a container and reaches the runner over a bridge) every interface on
+// DefaultProxyPort; else loopback on a free port.
+func listenAddr(listen, proxyHost string) string {
+	switch {
+	case strings.TrimSpace(listen) != "":
+		return strings.TrimSpace(listen)
+	case proxyHost != "":
+		return "0.0.0.0:" + strconv.Itoa(DefaultProxyPort)
+	}
+	return "127.0.0.1:0"
+}
 
 // proxyState is what start leaves for stop, in a 0600 file under RUNNER_TEMP. It holds the client
 // token (stop's fallback for reading the stats over TCP), never the real one.
@@ -85,9 +104,8 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	}
 
 	fs := flag.NewFlagSet("start", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var c startConfig
-	fs.StringVar(&c.listen, "listen", inputOr(a, "listen", "127.0.0.1:0"), "address the proxy listens on (input listen)")
+	fs.StringVar(&c.listen, "listen", inputOr(a, "listen", ""), "address the proxy listens on (input listen; default 0.0.0.0:"+strconv.Itoa(DefaultProxyPort)+" with --proxy-host, else 127.0.0.1:0)")
 	fs.StringVar(&c.proxyHost, "proxy-host", inputOr(a, "proxy-host", ""), "host the agent reaches the proxy at, e.g. host.docker.internal (input proxy-host)")
 	fs.StringVar(&c.stateDir, "state-dir", stateDir(env), "directory for the state, ready and log files")
 	fs.StringVar(&c.caFile, "ca-file", inputOr(a, "ca-file", ""), "extra PEM CA bundle the proxy trusts for upstreams (input ca-file)")
@@ -100,9 +118,15 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	fs.Var(&allowRouteFlags, "allow-route", "'METHOD /path' or 'METHOD /prefix/*' passed to serve (repeatable; input allow-routes, one per line)")
 	var resolve multiFlag
 	fs.Var(&resolve, "resolve", "HOST:PORT:ADDR passed to serve --resolve (repeatable; tests and demos; also env COPILOT_ROUTE_RESOLVE, space-separated)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	var extraDomains string
+	fs.StringVar(&extraDomains, "extra-domains", inputOr(a, "extra-domains", ""), "the agent's extra domains, for awf-args (input extra-domains)")
+	if code, ok := parseFlags(fs, args, stderr, "Starts copilot-route serve in the background (its own session, output to the log file), waits until it\n"+
+		"answers its health check, and writes the outputs proxy-url, client-token, proxy-pid, log-file, agent-env\n"+
+		"and awf-args (or, outside Actions, prints the agent's environment). The token comes from INPUT_GITHUB_TOKEN\n"+
+		"or COPILOT_GITHUB_TOKEN, never a flag."); !ok {
+		return code
 	}
+	c.listen = listenAddr(c.listen, c.proxyHost)
 	if on, _, err := a.InputBool("start-proxy"); err != nil {
 		return stepFail(a, stderr, (&platform.InputError{Input: "start-proxy", Value: platform.Quote(a.Input("start-proxy")),
 			Problem: err.Error(), Example: "true"}).Error())
@@ -125,9 +149,19 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return stepFail(a, stderr, err.Error())
 	}
+	var agent allowlist.Agent
 	if c.proxyHost != "" {
 		if err := checkProxyHost(c.proxyHost); err != nil {
 			return stepFail(a, stderr, err.Error())
+		}
+		if agent, err = allowlist.ForAgent(ep, allowlist.Options{ProxyHost: c.proxyHost, ExtraDomains: extraDomains}); err != nil {
+			return stepFail(a, stderr, err.Error())
+		}
+		if loopbackListen(c.listen) {
+			warn(a, stderr, "copilot-route: proxy-host with a loopback listen",
+				fmt.Sprintf("proxy-host is %s but the proxy listens on %s, which an agent in a container cannot reach. "+
+					"Drop the listen input (with proxy-host the proxy listens on 0.0.0.0:%d) or set listen: 0.0.0.0:PORT.",
+					c.proxyHost, c.listen, DefaultProxyPort))
 		}
 	}
 	allowRoutes, err := readAllowRoutes(a.Input("allow-routes"), allowRouteFlags)
@@ -233,10 +267,12 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	}
 	readyMS := float64(time.Since(t0).Microseconds()) / 1000
 
-	proxyURL := ready.URL
+	proxyURL, awfArgs := ready.URL, ""
 	if c.proxyHost != "" {
 		u, _ := url.Parse(ready.URL)
 		proxyURL = "http://" + net.JoinHostPort(strings.Trim(c.proxyHost, "[]"), u.Port())
+		port, _ := strconv.Atoi(u.Port())
+		awfArgs = agent.AWFArgs(port)
 	}
 	state := proxyState{
 		PID: started.PID, Identity: started.Identity, URL: ready.URL, ProxyURL: proxyURL,
@@ -254,6 +290,9 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		b.Output("proxy-pid", strconv.Itoa(started.PID))
 		b.Output("log-file", logFile)
 		b.OutputLines("agent-env", strings.TrimSuffix(agentEnv(ep, proxyURL, client), "\n"))
+		if awfArgs != "" {
+			b.Output("awf-args", awfArgs)
+		}
 		if a.Getenv(actions.FileSummary) != "" {
 			b.Summary(summary.ProxyLine(proxyURL))
 		}
@@ -333,13 +372,18 @@ func checkHealth(ctx context.Context, client *http.Client, base string) error {
 // loopbackClient talks to our own proxy: never through an HTTP(S)_PROXY from the environment.
 var loopbackClient = &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}
 
-// agentEnv is the KEY=VALUE lines a sandboxed Copilot CLI needs to send everything to the proxy.
-// GH_HOST makes the CLI treat the job's server as its GitHub host (unset on github.com, where it
-// is the default); COPILOT_GH_HOST names the licensing host when that differs (GHES), as detect's
-// export-env does.
+// agentEnv is the KEY=VALUE lines that keep a sandboxed Copilot CLI on the proxy (recorded with
+// the real CLI in an awf-shaped sandbox, scripts/e2e-awf.sh): COPILOT_API_URL for the Copilot API;
+// COPILOT_DEBUG_GITHUB_API_URL for the REST look-ups (/copilot_internal/managed_settings and
+// friends), which 1.0.83 and 1.0.85 send to the tenant's REST host even with a ghs_ token, and
+// 1.0.43 its /copilot/mcp_registry; the ghs_-shaped client token, with which the CLI skips the
+// /copilot_internal/user look-up. GH_HOST makes the CLI treat the job's server as its GitHub host
+// (unset on github.com, where it is the default); COPILOT_GH_HOST names the licensing host when
+// that differs (GHES), as detect's export-env does.
 func agentEnv(ep platform.Endpoints, proxyURL, client string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "COPILOT_API_URL=%s\n", proxyURL)
+	fmt.Fprintf(&b, "COPILOT_DEBUG_GITHUB_API_URL=%s\n", proxyURL)
 	fmt.Fprintf(&b, "COPILOT_GITHUB_TOKEN=%s\n", client)
 	if ep.GHHost != "" {
 		fmt.Fprintf(&b, "GH_HOST=%s\n", ep.GHHost)

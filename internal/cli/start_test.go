@@ -186,7 +186,7 @@ func TestStartServeStopInAJob(t *testing.T) {
 	if !strings.HasPrefix(o["proxy-url"], "http://127.0.0.1:") {
 		t.Errorf("proxy-url = %q", o["proxy-url"])
 	}
-	wantEnv := fmt.Sprintf("COPILOT_API_URL=%s\nCOPILOT_GITHUB_TOKEN=%s\nGH_HOST=acme.ghe.com", o["proxy-url"], client)
+	wantEnv := fmt.Sprintf("COPILOT_API_URL=%s\nCOPILOT_DEBUG_GITHUB_API_URL=%[1]s\nCOPILOT_GITHUB_TOKEN=%s\nGH_HOST=acme.ghe.com", o["proxy-url"], client)
 	if o["agent-env"] != wantEnv {
 		t.Errorf("agent-env =\n%s\nwant\n%s", o["agent-env"], wantEnv)
 	}
@@ -319,9 +319,13 @@ func TestStartServeStopInAJob(t *testing.T) {
 	}
 }
 
+// TestStartProxyHostAndSecondStart: proxy-host rewrites proxy-url and writes awf-args for the
+// listening port; a loopback listen beside it warns (the test keeps to loopback: the default,
+// 0.0.0.0:8790, is a fixed port parallel tests would fight over, and scripts/e2e-awf.sh runs it).
 func TestStartProxyHostAndSecondStart(t *testing.T) {
 	t.Parallel()
-	r := newStepRunner(t, map[string]string{"INPUT_PROXY_HOST": "host.docker.internal"})
+	r := newStepRunner(t, map[string]string{"INPUT_PROXY_HOST": "host.docker.internal", "INPUT_LISTEN": "127.0.0.1:0",
+		"INPUT_EXTRA_DOMAINS": "registry.npmjs.org"})
 	code, out, errOut := r.run(runStart)
 	if code != 0 {
 		t.Fatalf("start exit %d\n%s\n%s", code, out, errOut)
@@ -331,8 +335,17 @@ func TestStartProxyHostAndSecondStart(t *testing.T) {
 		t.Errorf("proxy-url = %q, want http://host.docker.internal:PORT", o["proxy-url"])
 	}
 	st, err := readState(r.statePath())
-	if err != nil || !strings.HasSuffix(o["proxy-url"], st.URL[strings.LastIndexByte(st.URL, ':'):]) {
+	port := st.URL[strings.LastIndexByte(st.URL, ':')+1:]
+	if err != nil || !strings.HasSuffix(o["proxy-url"], ":"+port) {
 		t.Errorf("proxy-url %q does not use the listening port of %q (%v)", o["proxy-url"], st.URL, err)
+	}
+	wantAWF := "--enable-host-access --allow-host-ports " + port + " --allow-domains host.docker.internal,registry.npmjs.org " +
+		"--block-domains api.acme.ghe.com,copilot-api.acme.ghe.com"
+	if o["awf-args"] != wantAWF {
+		t.Errorf("awf-args =\n  %s\nwant\n  %s", o["awf-args"], wantAWF)
+	}
+	if !strings.Contains(out, "::warning title=copilot-route%3A proxy-host with a loopback listen::") || !strings.Contains(out, "cannot reach") {
+		t.Errorf("no warning about proxy-host with a loopback listen:\n%s", out)
 	}
 
 	// A second start while the first proxy runs is refused, and leaves the first alone.
@@ -489,16 +502,32 @@ func TestStopWithoutAProxy(t *testing.T) {
 	}
 }
 
+func TestListenAddr(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ listen, proxyHost, want string }{
+		{"", "", "127.0.0.1:0"},
+		{"", "host.docker.internal", "0.0.0.0:8790"},
+		{" 0.0.0.0:9000 ", "host.docker.internal", "0.0.0.0:9000"},
+		{"127.0.0.1:0", "host.docker.internal", "127.0.0.1:0"},
+		{"[::1]:0", "", "[::1]:0"},
+	} {
+		if got := listenAddr(tc.listen, tc.proxyHost); got != tc.want {
+			t.Errorf("listenAddr(%q, %q) = %q, want %q", tc.listen, tc.proxyHost, got, tc.want)
+		}
+	}
+}
+
 func TestAgentEnv(t *testing.T) {
 	t.Parallel()
+	const both = "COPILOT_API_URL=http://p:1\nCOPILOT_DEBUG_GITHUB_API_URL=http://p:1\nCOPILOT_GITHUB_TOKEN=ghs_c\n"
 	cases := []struct {
 		server, copilotHost string
 		want                string
 	}{
-		{"https://github.com", "", "COPILOT_API_URL=http://p:1\nCOPILOT_GITHUB_TOKEN=ghs_c\n"},
-		{"https://acme.ghe.com", "", "COPILOT_API_URL=http://p:1\nCOPILOT_GITHUB_TOKEN=ghs_c\nGH_HOST=acme.ghe.com\n"},
-		{"https://github.example.com", "", "COPILOT_API_URL=http://p:1\nCOPILOT_GITHUB_TOKEN=ghs_c\nGH_HOST=github.example.com\nCOPILOT_GH_HOST=github.com\n"},
-		{"https://github.example.com", "acme.ghe.com", "COPILOT_API_URL=http://p:1\nCOPILOT_GITHUB_TOKEN=ghs_c\nGH_HOST=github.example.com\nCOPILOT_GH_HOST=acme.ghe.com\n"},
+		{"https://github.com", "", both},
+		{"https://acme.ghe.com", "", both + "GH_HOST=acme.ghe.com\n"},
+		{"https://github.example.com", "", both + "GH_HOST=github.example.com\nCOPILOT_GH_HOST=github.com\n"},
+		{"https://github.example.com", "acme.ghe.com", both + "GH_HOST=github.example.com\nCOPILOT_GH_HOST=acme.ghe.com\n"},
 	}
 	for _, tc := range cases {
 		ep, err := platform.Detect(platform.Input{ServerURL: tc.server, CopilotHost: tc.copilotHost})
@@ -551,7 +580,7 @@ func TestStartStopOutsideActions(t *testing.T) {
 	if strings.Contains(out+errOut, "::") || strings.Contains(out+errOut, startRealToken) {
 		t.Errorf("workflow commands or the real token outside Actions:\n%s%s", out, errOut)
 	}
-	if !regexp.MustCompile(`(?m)^COPILOT_API_URL=http://127\.0\.0\.1:\d+\nCOPILOT_GITHUB_TOKEN=ghs_[A-Za-z0-9]{36}\nGH_HOST=acme\.ghe\.com\n$`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^COPILOT_API_URL=(http://127\.0\.0\.1:\d+)\nCOPILOT_DEBUG_GITHUB_API_URL=http://127\.0\.0\.1:\d+\nCOPILOT_GITHUB_TOKEN=ghs_[A-Za-z0-9]{36}\nGH_HOST=acme\.ghe\.com\n$`).MatchString(out) {
 		t.Errorf("stdout is not the agent's environment:\n%s", out)
 	}
 	code, out, errOut = r.run(runStop)

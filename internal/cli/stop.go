@@ -25,12 +25,12 @@ import (
 func runStop(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) int {
 	a := actions.New(env.Getenv, stdout)
 	fs := flag.NewFlagSet("stop", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	stateFile := fs.String("state-file", filepath.Join(stateDir(env), "proxy.json"), "the state file start wrote")
 	// Longer than serve's own shutdown grace, so open streams may finish before SIGKILL.
 	grace := fs.Duration("grace", proxy.DefaultShutdownGrace+2*time.Second, "how long to wait after SIGTERM before SIGKILL")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stderr, "Reads the proxy's traffic figures, stops it (SIGTERM, then SIGKILL after --grace) and appends the\n"+
+		"traffic report to the job summary. With no proxy to stop it succeeds: run it with if: always()."); !ok {
+		return code
 	}
 
 	st, err := readState(*stateFile)

@@ -90,8 +90,9 @@ const (
 // ErrUnsupported is returned on an OS without sessions and signals.
 var ErrUnsupported = errors.New("detached processes are supported on Linux and macOS only")
 
-// logTail returns the last lines of a log file (at most maxBytes), for error messages.
-func logTail(path string, maxBytes int64, maxLines int) string {
+// logTail returns the last lines of a log file written after offset from (at most maxBytes), for
+// error messages.
+func logTail(path string, from, maxBytes int64, maxLines int) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
@@ -101,15 +102,15 @@ func logTail(path string, maxBytes int64, maxLines int) string {
 	if err != nil {
 		return ""
 	}
-	off := st.Size() - maxBytes
-	if off < 0 {
-		off = 0
+	if from < 0 || from > st.Size() { // truncated since: all of it is new
+		from = 0
 	}
+	off := max(st.Size()-maxBytes, from)
 	buf, err := io.ReadAll(io.NewSectionReader(f, off, st.Size()-off))
 	if err != nil {
 		return ""
 	}
-	if off > 0 {
+	if off > from {
 		// Drop the partial first line.
 		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
 			buf = buf[i+1:]

@@ -372,12 +372,33 @@ func TestLogTailKeepsTheLastLines(t *testing.T) {
 	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got := logTail(p, 4096, 5)
+	got := logTail(p, 0, 4096, 5)
 	lines := strings.Split(got, "\n")
 	if len(lines) != 5 || !strings.HasPrefix(lines[0], "line 095") || !strings.HasPrefix(lines[4], "line 099") {
 		t.Errorf("tail = %q", got)
 	}
-	if logTail(filepath.Join(t.TempDir(), "missing"), 100, 5) != "" {
+	if logTail(filepath.Join(t.TempDir(), "missing"), 0, 100, 5) != "" {
 		t.Error("tail of a missing file is not empty")
+	}
+	if got := logTail(p, int64(b.Len()-2*60), 4096, 5); got != strings.TrimSuffix(b.String()[b.Len()-2*60:], "\n") {
+		t.Errorf("tail from an offset = %q, want the last two lines", got)
+	}
+}
+
+// A log appended to across starts: a failed start reports what its own child wrote, not the
+// failure of an earlier run still at the end of the file.
+func TestStartFailureShowsOnlyThisRunsLog(t *testing.T) {
+	t.Parallel()
+	o := opts(t, "no-such-mode")
+	if err := os.WriteFile(o.LogFile, []byte("an old run: listen on 127.0.0.1:1: address already in use\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Start(context.Background(), o)
+	var se *StartError
+	if !errors.As(err, &se) {
+		t.Fatalf("Start = %v, want a *StartError", err)
+	}
+	if strings.Contains(se.LogTail, "an old run") {
+		t.Errorf("the failure replays an earlier run's log: %q", se.LogTail)
 	}
 }

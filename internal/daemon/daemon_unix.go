@@ -36,6 +36,12 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 		return nil, errorf("open the log file %s: %w (is its directory writable?)", o.LogFile, err)
 	}
 	defer logf.Close()
+	// The log is appended to across starts: a failure reports only what this child wrote, not an
+	// earlier run's last words.
+	var logFrom int64
+	if st, err := logf.Stat(); err == nil {
+		logFrom = st.Size()
+	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, errorf("open %s: %w", os.DevNull, err)
@@ -73,7 +79,7 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 		_ = syscall.Kill(-pid, syscall.SIGKILL) // the whole group: the session leader's pgid is its pid
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		<-exited
-		return &StartError{Reason: reason, LogTail: logTail(o.LogFile, 4096, 30)}
+		return &StartError{Reason: reason, LogTail: logTail(o.LogFile, logFrom, 4096, 30)}
 	}
 
 	timeout := o.timeout()
@@ -89,7 +95,7 @@ func Start(ctx context.Context, o Options) (*Started, error) {
 			if werr != nil {
 				reason += " (" + werr.Error() + ")"
 			}
-			return nil, &StartError{Reason: reason, LogTail: logTail(o.LogFile, 4096, 30)}
+			return nil, &StartError{Reason: reason, LogTail: logTail(o.LogFile, logFrom, 4096, 30)}
 		case <-ctx.Done():
 			return nil, fail("cancelled while waiting for the process to be ready: " + ctx.Err().Error())
 		case <-deadline.C:

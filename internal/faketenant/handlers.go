@@ -65,13 +65,21 @@ func lookupRoute(p string) (string, route, bool) {
 	return p, rt, ok
 }
 
+// remoteIP is the address part of a RemoteAddr ("10.0.0.1:41000" → "10.0.0.1").
+func remoteIP(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
 func (t *Tenant) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	credHeader, scheme, cred := credential(r.Header)
 	req := Request{
 		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
 		Header: r.Header.Clone(), BodyBytes: int64(len(body)), At: time.Now(), Proto: r.Proto, Body: body,
-		AuthHeader: credHeader, AuthScheme: scheme,
+		AuthHeader: credHeader, AuthScheme: scheme, RemoteIP: remoteIP(r.RemoteAddr),
 	}
 	if cred != "" {
 		req.AuthTokenSHA256 = TokenSHA256(cred)

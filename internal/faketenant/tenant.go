@@ -84,6 +84,9 @@ type Request struct {
 	RPCMethod string
 	// Body is the request body as received (up to 32 MiB).
 	Body []byte
+	// RemoteIP is the client's address, so a test can tell who reached the tenant (the proxy, or
+	// a sandbox's egress proxy).
+	RemoteIP string
 }
 
 // Behavior is how the tenant answers; change it at runtime with Tenant.Set.
@@ -459,7 +462,8 @@ type LogLine struct {
 	UserAgent        string            `json:"user_agent,omitempty"`
 	IntegrationID    string            `json:"copilot_integration_id,omitempty"`
 	// Status is the reply's status (0 when the handler ended without one: a reset stream).
-	Status int `json:"status"`
+	Status   int    `json:"status"`
+	RemoteIP string `json:"remote_ip,omitempty"`
 }
 
 // LogLine is r in its log form.
@@ -474,7 +478,7 @@ func (r Request) LogLine() LogLine {
 		Host: r.Host, Proto: r.Proto, HeaderNames: names, Auth: r.Auth, AuthOK: r.Auth == "real" || r.Auth == "copilot",
 		AuthHeader: r.AuthHeader, AuthScheme: r.AuthScheme, AuthTokenSHA256: r.AuthTokenSHA256, CredentialSHA256: r.CredentialSHA256, BodyBytes: r.BodyBytes,
 		Stream: r.Stream, Model: r.Model, RPCMethod: maskTokens(r.RPCMethod), UserAgent: maskTokens(r.Header.Get("User-Agent")),
-		IntegrationID: maskTokens(r.Header.Get("Copilot-Integration-Id")),
+		IntegrationID: maskTokens(r.Header.Get("Copilot-Integration-Id")), RemoteIP: r.RemoteIP,
 	}
 }
 

@@ -719,6 +719,9 @@ func TestRequestsAreRecordedInOrderAndLogged(t *testing.T) {
 		if err := json.Unmarshal([]byte(lines[i]), &l); err != nil || l.Status != want {
 			t.Fatalf("log line %d: status %d, want %d (%v)", i, l.Status, want, err)
 		}
+		if l.RemoteIP != "127.0.0.1" { // the client's address, no port
+			t.Fatalf("log line %d: remote_ip = %q, want 127.0.0.1", i, l.RemoteIP)
+		}
 	}
 
 	ft.ResetRequests()

@@ -90,7 +90,9 @@ func Snippets(l allowlist.List, withGHAW bool) string {
 	}
 	fmt.Fprintf(&b, "<details><summary>Firewall steps ready to paste (%s)</summary>\n\n", tools)
 
-	b.WriteString("**awf**: run the agent inside the firewall (in a workflow, use `${{ steps.route.outputs.allowed-domains }}`):\n\n")
+	b.WriteString("**awf**: with the proxy, run `sudo -E awf $AWF_ARGS --env-all -- copilot …` with `AWF_ARGS` from the output `awf-args` " +
+		"(the proxy's port, the agent's allowlist, a block of the tenant's API hosts; README \"Use it\"). " +
+		"An agent that talks to the tenant itself (`start-proxy: false`) needs this list:\n\n")
 	b.WriteString("```sh\n")
 	fmt.Fprintf(&b, "sudo -E awf --allow-domains %s -- copilot -p \"...\"\n", shellQuote(l.Comma()))
 	b.WriteString("```\n\n")
