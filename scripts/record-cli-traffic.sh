@@ -152,6 +152,10 @@ CELLS=(
   "ghes-seat-on-tenant|ghs||GH_HOST=github.example.com COPILOT_GH_HOST=acme.ghe.com COPILOT_API_URL=$API"
   "ghes-seat-on-github.com|ghs||GH_HOST=github.example.com COPILOT_GH_HOST=github.com COPILOT_API_URL=$API"
   "ghes-seat-on-tenant-gho|gho||GH_HOST=github.example.com COPILOT_GH_HOST=acme.ghe.com COPILOT_API_URL=$API"
+  # Inside a repository checkout (REPO=1: the working directory is a git clone of
+  # https://acme.ghe.com/octo/app): the CLI names the repository in some routes.
+  "documented-in-repo|ghs||GH_HOST=acme.ghe.com COPILOT_API_URL=$API REPO=1"
+  "gho-debug-in-repo|gho||GH_HOST=acme.ghe.com COPILOT_API_URL=$API COPILOT_DEBUG_GITHUB_API_URL=$REST REPO=1"
 )
 
 token_of() { # KIND → a token of that shape (random)
@@ -192,6 +196,7 @@ record() {
   for kv in $envs; do
     case $kv in
       KEY=1) key="sk-$(rand 40)"; env+=(COPILOT_PROVIDER_API_KEY="$key") ;;
+      REPO=1) git -C "$dir/cwd" init -q && git -C "$dir/cwd" remote add origin https://acme.ghe.com/octo/app.git ;;
       FLAG=*) flags+=("${kv#FLAG=}") ;;
       *) env+=("$kv") ;;
     esac

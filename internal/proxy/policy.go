@@ -29,9 +29,12 @@ type rule struct {
 	method string
 	path   string // the exact path, or for a prefix rule the prefix, ending in '/'
 	prefix bool
-	dest   dest
-	label  route
-	widen  bool // from --allow-route
+	// segments: path is a pattern whose "*" segments each match one non-empty segment (only
+	// in the default table: the CLI names the repository it runs in, OWNER/REPO, in one route).
+	segments bool
+	dest     dest
+	label    route
+	widen    bool // from --allow-route
 }
 
 func (r rule) String() string {
@@ -57,6 +60,10 @@ var defaultRules = []rule{
 	{method: http.MethodGet, path: "/mcp/readonly", dest: destCopilot, label: routeMCPReadonly},
 	{method: http.MethodDelete, path: "/mcp/readonly", dest: destCopilot, label: routeMCPReadonly},
 	{method: http.MethodGet, path: "/agents/swe/internal/memory/v0/enabled", dest: destCopilot, label: routeAgents},
+	// Inside a repository checkout the CLI names the repository (OWNER/REPO): 1.0.43's memory
+	// look-up, and every version's custom agents of the repository (recorded in a clone).
+	{method: http.MethodGet, path: "/agents/swe/internal/memory/v0/*/*/enabled", segments: true, dest: destCopilot, label: routeAgents},
+	{method: http.MethodGet, path: "/agents/swe/custom-agents/*/*", segments: true, dest: destCopilot, label: routeAgents},
 	{method: http.MethodGet, path: "/copilot_internal/user", dest: destREST, label: routeUser},
 	{method: http.MethodGet, path: "/copilot_internal/managed_settings", dest: destREST, label: routeInternal},
 	{method: http.MethodGet, path: "/copilot_internal/team_customizations", dest: destREST, label: routeInternal},
@@ -76,6 +83,7 @@ type routeKey struct{ method, path string }
 type policy struct {
 	exact    map[routeKey]*rule
 	prefixes []rule   // longest prefix first
+	patterns []rule   // default rules with "*" segments
 	widened  []string // the operator's additions, as given (normalised)
 
 	mu       sync.Mutex
@@ -93,6 +101,10 @@ func newPolicy(allow []string) (*policy, error) {
 	p := &policy{exact: map[routeKey]*rule{}, refused: map[string]*RefusedRoute{}}
 	for i := range defaultRules {
 		r := &defaultRules[i]
+		if r.segments {
+			p.patterns = append(p.patterns, *r)
+			continue
+		}
 		p.exact[routeKey{r.method, r.path}] = r
 	}
 	for _, a := range allow {
@@ -188,6 +200,12 @@ func (p *policy) match(method, path string) *rule {
 	if strings.HasPrefix(path, exchangePath) {
 		return nil // every variant of the exchange path but the exact one (…/token/, …;x=1, .json)
 	}
+	for i := range p.patterns {
+		r := &p.patterns[i]
+		if r.method == method && segmentsMatch(r.path, path) {
+			return r
+		}
+	}
 	for i := range p.prefixes {
 		r := &p.prefixes[i]
 		if r.method == method && strings.HasPrefix(path, r.path) {
@@ -195,6 +213,25 @@ func (p *policy) match(method, path string) *rule {
 		}
 	}
 	return nil
+}
+
+// segmentsMatch says whether path has pattern's segments, each "*" standing for one non-empty
+// segment that is not "." or "..".
+func segmentsMatch(pattern, path string) bool {
+	for pattern != "" || path != "" {
+		var ps, s string
+		ps, pattern, _ = strings.Cut(pattern, "/")
+		s, path, _ = strings.Cut(path, "/")
+		switch {
+		case ps == "*":
+			if s == "" || s == "." || s == ".." {
+				return false
+			}
+		case ps != s:
+			return false
+		}
+	}
+	return true
 }
 
 // canonicalPath is the request path the policy judges and the upstream receives: the target

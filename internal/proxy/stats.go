@@ -195,7 +195,7 @@ var routeNames = [numRoutes]string{
 	routeMessages:      "/v1/messages",
 	routeModels:        "/models",
 	routeMCPReadonly:   "/mcp/readonly",
-	routeAgents:        "/agents/swe/internal/memory/v0/enabled",
+	routeAgents:        "/agents/swe/…",
 	routeUser:          "/copilot_internal/user",
 	routeExchange:      "/copilot_internal/v2/token",
 	routeInternal:      "/copilot_internal/* and /copilot/*",
