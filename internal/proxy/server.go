@@ -86,10 +86,11 @@ func ListenURL(a net.Addr) string {
 }
 
 // connCap is the listener with the connection cap. A connection counts from Accept to its Close.
-// At the cap, a new connection takes the place of the connection idle longest (a keep-alive
-// connection between requests, or one that has not sent a request yet); when every connection is
-// busy with a request, the new one is closed at once. Either way a warning is logged, at most
-// every 10 s, and counted in the stats.
+// At the cap, a new connection takes the place of the connection idle longest: a keep-alive
+// connection between requests, or one that has sent no request for newGrace (an honest client
+// sends its request as soon as it connects; one just accepted must not be closed before the
+// server has read it). When no connection is idle, the new one is closed at once. Either way a
+// warning is logged, at most every 10 s, and counted in the stats.
 type connCap struct {
 	net.Listener
 	max   int
@@ -98,14 +99,22 @@ type connCap struct {
 
 	mu      sync.Mutex
 	open    int
-	idle    map[*cappedConn]time.Time // connections between requests, and since when
+	idle    map[*cappedConn]idleSince // connections between requests, and since when
 	lastLog time.Time
 	evicted int64 // since the last log line
 	dropped int64
 }
 
+// newGrace is how long a connection that has sent no request yet is safe from eviction.
+const newGrace = time.Second
+
+type idleSince struct {
+	at    time.Time
+	fresh bool // accepted, no request read yet (http.StateNew)
+}
+
 func newConnCap(ln net.Listener, max int, log *slog.Logger, stats *collector) *connCap {
-	return &connCap{Listener: ln, max: max, log: log, stats: stats, idle: map[*cappedConn]time.Time{}}
+	return &connCap{Listener: ln, max: max, log: log, stats: stats, idle: map[*cappedConn]idleSince{}}
 }
 
 func (l *connCap) Accept() (net.Conn, error) {
@@ -122,9 +131,13 @@ func (l *connCap) Accept() (net.Conn, error) {
 		}
 		var victim *cappedConn
 		var since time.Time
+		now := time.Now()
 		for vc, t := range l.idle {
-			if victim == nil || t.Before(since) {
-				victim, since = vc, t
+			if t.fresh && now.Sub(t.at) < newGrace {
+				continue
+			}
+			if victim == nil || t.at.Before(since) {
+				victim, since = vc, t.at
 			}
 		}
 		if victim != nil {
@@ -171,7 +184,7 @@ func (l *connCap) track(c net.Conn, s http.ConnState) {
 	switch s {
 	case http.StateNew, http.StateIdle:
 		if !cc.closed.Load() {
-			l.idle[cc] = time.Now()
+			l.idle[cc] = idleSince{at: time.Now(), fresh: s == http.StateNew}
 		}
 	default:
 		delete(l.idle, cc)

@@ -371,9 +371,10 @@ func TestCredentialPinnedToUpstream(t *testing.T) {
 	resp.Body.Close()
 }
 
-// The connection cap: an agent holding every slot with idle connections cannot lock others out
-// (the longest-idle connection makes room), and with every slot busy a new connection is closed
-// at once, counted and logged, while the busy ones finish normally.
+// The connection cap: an agent holding every slot with keep-alive connections cannot lock others
+// out (the longest-idle connection makes room), a connection just accepted is never the one
+// evicted, and with every slot busy a new connection is closed at once, counted and logged,
+// while the busy ones finish normally.
 func TestConnectionCap(t *testing.T) {
 	t.Parallel()
 	ca := newTestCA(t)
@@ -400,42 +401,61 @@ func TestConnectionCap(t *testing.T) {
 		Resolve: map[string]string{"copilot-api.acme.ghe.com:443": "127.0.0.1:" + port}}, logs)
 	addr := strings.TrimPrefix(h.url, "http://")
 
-	// Idle connections fill every slot; new requests still get through, each evicting one.
+	// Keep-alive connections between requests fill every slot; new requests still get through,
+	// each evicting the longest idle.
 	var idle []net.Conn
+	t.Cleanup(func() { closeAll(idle) })
 	for i := 0; i < 3*max; i++ {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		idle = append(idle, c)
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: p\r\n\r\n", HealthPath)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("idle connection %d: %v", i, err)
+		}
+		resp.Body.Close()
 	}
-	t.Cleanup(func() { closeAll(idle) })
 	for i := 1; i <= 3; i++ {
 		if status, _, b := h.do(t, http.MethodGet, fmt.Sprintf("/models?n=%d", i), h.bearer(), "", nil); status != 200 {
 			t.Fatalf("with the slots held by idle connections, request %d: %d %s", i, status, b)
 		}
 	}
-	// Busy connections fill every slot: a new one is closed without a reply.
+	// Busy connections fill every slot: a new one is closed without a reply. (A busy client whose
+	// connection is refused tries again: a slot is freed by eviction only once the connection in
+	// it is idle, and a connection that has just answered may not be idle yet.)
 	busy := make(chan int, max)
 	for i := 0; i < max; i++ {
 		go func(i int) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				busy <- 0
+			for try := 0; try < 200; try++ {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					busy <- 0
+					return
+				}
+				fmt.Fprintf(c, "GET /models?stall=1&n=%d HTTP/1.1\r\nHost: p\r\nAuthorization: %s\r\n\r\n", i, h.bearer())
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				c.Close()
+				if err != nil {
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				resp.Body.Close()
+				busy <- resp.StatusCode
 				return
 			}
-			defer c.Close()
-			fmt.Fprintf(c, "GET /models?stall=1&n=%d HTTP/1.1\r\nHost: p\r\nAuthorization: %s\r\n\r\n", i, h.bearer())
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				busy <- -1
-				return
-			}
-			resp.Body.Close()
-			busy <- resp.StatusCode
+			busy <- -1
 		}(i)
 	}
-	waitFor(t, fmt.Sprintf("the stalled requests to reach the upstream (%d so far)", up.requests.Load()), func() bool { return up.requests.Load() >= int64(3+max) })
+	for i := 0; up.requests.Load() < int64(3+max); i++ {
+		if i == 2000 {
+			t.Fatalf("the stalled requests did not all reach the upstream: it saw %d of %d", up.requests.Load(), 3+max)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
