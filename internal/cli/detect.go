@@ -13,6 +13,7 @@ import (
 	"github.com/copilot-route/copilot-route/internal/actions"
 	"github.com/copilot-route/copilot-route/internal/allowlist"
 	"github.com/copilot-route/copilot-route/internal/copilot"
+	"github.com/copilot-route/copilot-route/internal/ghaw"
 	"github.com/copilot-route/copilot-route/internal/platform"
 	"github.com/copilot-route/copilot-route/internal/summary"
 )
@@ -279,7 +280,7 @@ func renderDetect(format string, ep platform.Endpoints, list allowlist.List) (st
 	case "harden-runner":
 		return list.HardenRunner() + "\n", nil
 	case "gh-aw":
-		return list.GHAW(), nil
+		return ghaw.Frontmatter(ep, list), nil
 	}
 	var sb strings.Builder
 	tw := tabwriter.NewWriter(&sb, 0, 4, 2, ' ', 0)
