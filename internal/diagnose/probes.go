@@ -524,3 +524,61 @@ func orNone(s string) string {
 func sameURL(a, b string) bool {
 	return strings.EqualFold(strings.TrimRight(a, "/"), strings.TrimRight(b, "/"))
 }
+
+// SchemeProbe is one GET /models sent as a client that knows a single Authorization scheme
+// would send it (check-lock: the scheme the pinned awf sends), and, when that is refused, with
+// the other scheme, which tells a refused scheme from a refused token.
+type SchemeProbe struct {
+	Probe
+	// FirstScheme and FirstStatus are the client's own scheme and its answer (0: no answer).
+	FirstScheme string `json:"first_scheme"`
+	FirstStatus int    `json:"first_status_code,omitempty"`
+	// Works is the scheme that got a 2xx, "" when neither did.
+	Works string `json:"works,omitempty"`
+}
+
+// ProbeModelsWith probes GET base/models with scheme first, then (on 400, 401 or 403) with the
+// other scheme. The Probe's Meaning and Fix interpret the answer that decides (as modelsAt does).
+func ProbeModelsWith(ctx context.Context, cfg Config, base, scheme, integrationID string) SchemeProbe {
+	if cfg.Client == nil {
+		cfg.Client, _ = NewClient(ClientConfig{})
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "copilot-route"
+	}
+	r := &runner{cfg: cfg, kind: cfg.Token.Kind()}
+	url := strings.TrimRight(base, "/") + "/models"
+	host := platform.HostOf(url)
+	sp := SchemeProbe{FirstScheme: scheme}
+	if !r.tokenUsable() {
+		sp.Probe = r.skipped(ProbeModels, "Copilot API: models", http.MethodGet, url)
+		return sp
+	}
+	hdr := http.Header{}
+	hdr.Set(copilot.HeaderIntegrationID, integrationID)
+	hdr.Set(copilot.HeaderAPIVersion, copilot.DefaultAPIVersion)
+	p := Probe{Name: ProbeModels, Title: "Copilot API: models", Method: http.MethodGet, URL: url, Scheme: scheme}
+	a := r.send(ctx, http.MethodGet, url, scheme, hdr)
+	p.fill(a, r)
+	sp.FirstStatus = a.status
+	decide := a
+	if a.status == http.StatusBadRequest || a.status == http.StatusUnauthorized || a.status == http.StatusForbidden {
+		second := other(scheme)
+		b := r.send(ctx, http.MethodGet, url, second, hdr)
+		p.Retried, p.FirstTry = true, a.status
+		if b.status >= 200 && b.status < 300 {
+			p.fill(b, r)
+			p.Scheme = second
+			decide = b
+		}
+	}
+	r.interpretModels(&p, decide, host)
+	if p.Verdict == OK {
+		sp.Works = p.Scheme
+	}
+	sp.Probe = p
+	return sp
+}

@@ -295,3 +295,64 @@ func orNone(s []string) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// Probed is one live GET /models of the target with the real token, sent with the scheme the
+// pinned awf sends (and the other one when that is refused): what check-lock's probe saw.
+type Probed struct {
+	URL         string `json:"url"`
+	Scheme      string `json:"scheme"`       // the scheme awf sends, sent first
+	Status      int    `json:"status"`       // its answer; 0: no answer
+	Works       string `json:"works"`        // the scheme that got a 2xx; "" when neither did
+	Models      int    `json:"models"`       // models listed by the 2xx answer
+	Meaning     string `json:"meaning"`      // what the deciding answer means (diagnose's words)
+	Fix         string `json:"fix"`          // diagnose's fix for a failure
+	RequestID   string `json:"request_id"`   // X-GitHub-Request-Id of the deciding answer
+	NotProbedBy string `json:"not_probed"`   // why there was no probe (no token …), when none
+	WorksStatus int    `json:"works_status"` // status of the scheme that worked
+}
+
+// ApplyProbe adds what the live probe proved: a target that answers with awf's scheme confirms
+// the lock (and settles a plan-host warning); one that wants the other scheme is an auth-scheme
+// finding with the awf release to pin; one that refuses both, or does not answer, a target-probe
+// finding.
+func (r *Report) ApplyProbe(p Probed, ep platform.Endpoints) {
+	rt := r.Runtime
+	if p.NotProbedBy != "" {
+		r.Notes = append(r.Notes, "the target was not probed: "+p.NotProbedBy)
+		return
+	}
+	switch {
+	case p.Works != "" && strings.EqualFold(p.Works, p.Scheme):
+		r.Findings = slices.DeleteFunc(r.Findings, func(f Finding) bool { return f.Kind == KindAPITarget && f.Level == Warn })
+	case p.Works != "":
+		fix := fmt.Sprintf("# no awf release up to %s sends `%s` to %s: keep this lock and report it at github/gh-aw-firewall", orUnknown(rt.AWFVersion), p.Works, rt.Target)
+		if rel := ReleaseSending(p.Works, rt.Target, rt.AWFVersion, ep); rel != "" {
+			fix = fmt.Sprintf("sandbox:\n  agent:\n    version: %s   # the newest awf release that sends `%s` to %s", rel, p.Works, rt.Target)
+		}
+		r.Findings = append(r.Findings, Finding{Kind: KindAuthScheme, Level: Fail,
+			What: fmt.Sprintf("%s refused `Authorization: %s` (%d) and answered `%s` (%d)%s", rt.Target, p.Scheme, p.Status, p.Works, p.WorksStatus, reqID(p.RequestID)),
+			Why: fmt.Sprintf("awf %s sends `%s` to this target and has no setting for it (its choice changed in %s, %s, %s and %s); the agent would fail on its first request",
+				orUnknown(rt.AWFVersion), p.Scheme, awfTokenEnterprise, awfTokenGHES, awfTokenBusiness, awfTokenTenant),
+			Fix: fix})
+	default:
+		what := fmt.Sprintf("GET %s answered %d with `Authorization: %s`", p.URL, p.Status, p.Scheme)
+		if p.Status == 0 {
+			what = fmt.Sprintf("GET %s got no answer from this runner", p.URL)
+		}
+		fix := p.Fix
+		if p.Status == 404 || p.Status == 0 {
+			want := platform.HostOf(ep.CopilotAPIURL)
+			if rt.Target != want {
+				fix = "engine:\n  id: copilot\n  api-target: " + want
+			}
+		}
+		r.Findings = append(r.Findings, Finding{Kind: KindTargetProbe, Level: Fail, What: what + reqID(p.RequestID), Why: p.Meaning, Fix: fix})
+	}
+}
+
+func reqID(id string) string {
+	if id == "" {
+		return ""
+	}
+	return " (request id " + id + ")"
+}
