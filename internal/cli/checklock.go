@@ -28,13 +28,13 @@ const awfIntegrationID = "agentic-workflows"
 
 // checkLockJSON is the --format json object.
 type checkLockJSON struct {
-	File        string         `json:"file"`
-	Platform    string         `json:"platform"`
-	CopilotHost string         `json:"copilot_host"`
-	Fits        bool           `json:"fits"`
-	Lock        lockJSON       `json:"lock"`
-	Report      ghaw.Report    `json:"report"`
-	Probe       *ghaw.Probed   `json:"probe,omitempty"`
+	File        string       `json:"file"`
+	Platform    string       `json:"platform"`
+	CopilotHost string       `json:"copilot_host"`
+	Fits        bool         `json:"fits"`
+	Lock        lockJSON     `json:"lock"`
+	Report      ghaw.Report  `json:"report"`
+	Probe       *ghaw.Probed `json:"probe,omitempty"`
 }
 
 type lockJSON struct {
