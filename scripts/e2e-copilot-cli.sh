@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end test with the REAL Copilot CLI (npm @github/copilot, pinned in lib.sh):
+# End-to-end test with the REAL Copilot CLI (npm @github/copilot, every version in lib.sh's
+# COPILOT_CLI_VERSIONS: 1.0.102 and 1.0.83, the one gh-aw v0.89.10 pins):
 #
 #   copilot -p ... ──(client token ghs_…, COPILOT_API_URL=proxy)──► copilot-route serve
 #                  ──(real token gho_…)──► copilot-route fake-tenant (TLS, acme.ghe.com)
@@ -20,11 +21,19 @@ if [[ "${COPILOT_E2E_INNER:-}" != 1 ]]; then
   need_apt strace strace
   need_apt python3 python3
   BIN=$(build_binary)
-  COPILOT=$(need_copilot_cli)
   NODE_DIR=$(dirname "$(command -v node)") || die "node is needed to start the Copilot CLI's npm loader"
-  export COPILOT_E2E_INNER=1 BIN COPILOT NODE_DIR
-  log "Copilot CLI end-to-end (real CLI $COPILOT_CLI_VERSION → serve → fake tenant) in a private network namespace"
-  exec unshare --net --mount --fork -- bash "$0" "$@"
+  # Every version in COPILOT_CLI_VERSIONS (lib.sh): the newest supported and the one gh-aw
+  # v0.89.10 pins (1.0.83); COPILOT_E2E_VERSIONS picks others. Each runs with its own package
+  # cache, so auto-update cannot swap one for another.
+  read -r -a versions <<<"${COPILOT_E2E_VERSIONS:-${COPILOT_CLI_VERSIONS[*]}}"
+  for v in "${versions[@]}"; do
+    COPILOT=$(need_copilot_cli "$v")
+    COPILOT_PKG_CACHE_HOME=$(copilot_pkg_cache "$v")
+    export COPILOT_E2E_INNER=1 BIN COPILOT NODE_DIR COPILOT_PKG_CACHE_HOME COPILOT_E2E_VERSION=$v
+    log "Copilot CLI end-to-end (real CLI $v → serve → fake tenant) in a private network namespace"
+    unshare --net --mount --fork -- bash "$0" "$@" || die "the Copilot CLI $v end-to-end test failed"
+  done
+  exit 0
 fi
 
 # ---- inside the namespace ----
@@ -75,7 +84,7 @@ fail() {
   printf -- '--- CLI stderr\n' >&2; tail -30 "$1/cli.err" >&2 2>/dev/null || true
   printf -- '--- tenant requests\n' >&2; cat "$W/fake-requests.jsonl" >&2 || true
   printf -- '--- serve log\n' >&2; tail -30 "$W/serve.log" >&2 || true
-  die "[$mode] $2"
+  die "[${COPILOT_E2E_VERSION:-?} $mode] $2"
 }
 
 # check_connects DIR PORT: the CLI connected only to the proxy, only on loopback (strace saw
@@ -140,8 +149,12 @@ scenario() {
   for model in "${models[@]}"; do
     run_dir="$W/cli-${model:-default}"
     mkdir -p "$run_dir/home"
+    # COPILOT_DEBUG_GITHUB_API_URL sends the REST look-ups 1.0.83 and 1.0.85 make despite the
+    # ghs_ token (GET /copilot_internal/managed_settings) to the proxy too: without it they go to
+    # api.acme.ghe.com directly and the connect check below fails.
     local cli_env=(PATH="$NODE_DIR:/usr/bin:/bin" HOME="$run_dir/home" GH_HOST=acme.ghe.com
-      COPILOT_API_URL="$proxy_url" COPILOT_GITHUB_TOKEN="$client_token")
+      COPILOT_API_URL="$proxy_url" COPILOT_DEBUG_GITHUB_API_URL="$proxy_url" COPILOT_GITHUB_TOKEN="$client_token"
+      COPILOT_PKG_CACHE_HOME="$COPILOT_PKG_CACHE_HOME")
     [[ $proxy_url == https://* ]] && cli_env+=(NODE_EXTRA_CA_CERTS="$W/ca.pem")
     local model_args=()
     [[ -n $model ]] && model_args=(--model "$model")
@@ -156,7 +169,7 @@ scenario() {
     [[ $cli_rc == 0 ]] || fail "$run_dir" "the Copilot CLI (model ${model:-default}) exited $cli_rc (124 = timed out after 120s)"
     grep -qF "$reply" "$run_dir/cli.out" || fail "$run_dir" "the CLI (model ${model:-default}) did not print the tenant's reply \"$reply\""
     check_connects "$run_dir" "$proxy_port"
-    log "[$mode] the CLI (model ${model:-default}) printed the tenant's reply in ${cli_ms}ms"
+    log "[${COPILOT_E2E_VERSION:-?} $mode] the CLI (model ${model:-default}) printed the tenant's reply in ${cli_ms}ms"
   done
 
   # What the tenant saw over all runs: each request with the real token, none with the client
@@ -225,7 +238,7 @@ PY
 
   local n
   n=$(grep -c . "$W/fake-requests.jsonl")
-  log "[$mode] passed: $n requests reached the tenant, all with the real token; no token in any file"
+  log "[${COPILOT_E2E_VERSION:-?} $mode] passed: $n requests reached the tenant, all with the real token; no token in any file"
 }
 
 # healthy: everything works. seed: the report this project started from; the tenant refuses the

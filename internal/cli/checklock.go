@@ -133,9 +133,11 @@ func runCheckLock(ctx context.Context, env Env, args []string, stdout, stderr io
 
 	var probed *ghaw.Probed
 	token := copilot.NewToken(rawToken)
+	probeable, notProbeable := rep.Probeable(ep)
 	switch {
-	case rep.Runtime.Target == "":
 	case *probe == "false":
+	case !probeable:
+		probed = &ghaw.Probed{NotProbedBy: notProbeable}
 	case token.IsZero() && *probe == "auto":
 		probed = &ghaw.Probed{NotProbedBy: "no token (github-token or COPILOT_GITHUB_TOKEN)"}
 	default:

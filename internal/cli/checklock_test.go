@@ -54,6 +54,7 @@ func compiledLock(t *testing.T, name string) string {
 			"ghes-tenant": ghawtest.Base + frag("https://github.example.com", "acme.ghe.com"),
 			"rest-host":   ghawtest.Base + "engine:\n  id: copilot\n  api-target: api.acme.ghe.com\n",
 			"ghes-plain":  ghawtest.Base + "engine: copilot\n",
+			"public":      ghawtest.Base + "engine:\n  id: copilot\n  api-target: api.githubcopilot.com\n",
 		})
 		dir, err := os.MkdirTemp("", "check-lock-test-*")
 		if err != nil {
@@ -82,6 +83,11 @@ func compiledLock(t *testing.T, name string) string {
 // lockTenant starts a simulated tenant posing as host and returns the flags that make the probe
 // reach it for every name under host.
 func lockTenant(t *testing.T, host string, b func(*faketenant.Behavior)) []string {
+	_, flags := lockTenantFT(t, host, b)
+	return flags
+}
+
+func lockTenantFT(t *testing.T, host string, b func(*faketenant.Behavior)) (*faketenant.Tenant, []string) {
 	t.Helper()
 	ft, err := faketenant.Start(faketenant.Options{Host: host, Token: lockToken})
 	if err != nil {
@@ -100,7 +106,7 @@ func lockTenant(t *testing.T, host string, b func(*faketenant.Behavior)) []strin
 	for _, n := range []string{"copilot-api." + host, "api." + host} {
 		flags = append(flags, "--resolve", n+":443:"+addr)
 	}
-	return append(flags, "--ca-file", ca)
+	return ft, append(flags, "--ca-file", ca)
 }
 
 func checkLockRun(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
@@ -168,9 +174,11 @@ func TestCheckLockProbe(t *testing.T) {
 		{"no seat", "tenant", []string{"--server-url", "https://acme.ghe.com"}, "acme.ghe.com",
 			func(b *faketenant.Behavior) { b.ModelsStatus = http.StatusForbidden }, 1, []string{ghaw.KindTargetProbe},
 			[]string{"answered 403", "access denied by policy"}},
-		// The REST host has no /models (the fake answers for every name, so it is told to 404).
-		{"rest host", "rest-host", []string{"--server-url", "https://acme.ghe.com"}, "acme.ghe.com", restHost, 1,
-			[]string{ghaw.KindRESTHost, ghaw.KindTargetProbe}, []string{"api-target: copilot-api.acme.ghe.com", "answered 404"}},
+		// A target that is not the platform's Copilot API is not probed: the token goes nowhere else.
+		{"rest host", "rest-host", []string{"--server-url", "https://acme.ghe.com"}, "acme.ghe.com", nil, 1,
+			[]string{ghaw.KindRESTHost}, []string{"api-target: copilot-api.acme.ghe.com", "not run: api.acme.ghe.com is not the Copilot API of acme.ghe.com"}},
+		{"public target on a tenant", "public", []string{"--server-url", "https://acme.ghe.com"}, "acme.ghe.com", nil, 1,
+			[]string{ghaw.KindAPITarget}, []string{"not run: api.githubcopilot.com is not the Copilot API of acme.ghe.com"}},
 		// The plan host awf derives on GHES is a warning until the probe shows it answers.
 		{"ghes plan host answers", "ghes-plain", []string{"--server-url", "https://github.example.com", "--copilot-host", "github.com"},
 			"enterprise.githubcopilot.com", nil, 0, nil, []string{"https://api.enterprise.githubcopilot.com/models answered 200 with `token`"}},
@@ -180,7 +188,8 @@ func TestCheckLockProbe(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			args := append(append(lockTenant(t, c.host, c.behave), c.platform...), compiledLock(t, c.lock))
+			ft, flags := lockTenantFT(t, c.host, c.behave)
+			args := append(append(flags, c.platform...), compiledLock(t, c.lock))
 			code, out, errs := checkLockRun(t, map[string]string{"COPILOT_GITHUB_TOKEN": lockToken}, append([]string{"--format", "json"}, args...)...)
 			if code != c.code {
 				t.Fatalf("exit %d, want %d\nstdout %s\nstderr %s", code, c.code, out, errs)
@@ -205,12 +214,14 @@ func TestCheckLockProbe(t *testing.T) {
 			if strings.Contains(out+errs+text, lockToken) {
 				t.Error("the token reached the output")
 			}
+			// A target that is not the Copilot API gets no request (the REST host here resolves
+			// to the fake, so a probe would have been recorded).
+			if got.Probe != nil && got.Probe.NotProbedBy != "" && len(ft.Requests()) != 0 {
+				t.Errorf("not probed, yet the tenant saw %d requests", len(ft.Requests()))
+			}
 		})
 	}
 }
-
-// restHost makes the fake answer /models as a REST API host does: 404.
-func restHost(b *faketenant.Behavior) { b.Status = map[string]int{"/models": http.StatusNotFound} }
 
 func runText(t *testing.T, args []string) string {
 	t.Helper()
@@ -232,7 +243,7 @@ func TestCheckLockStep(t *testing.T) {
 	}{
 		{"tenant-fits", "tenant", "https://acme.ghe.com", nil, 0, "fits"},
 		{"tenant-auth-scheme", "tenant", "https://acme.ghe.com", func(b *faketenant.Behavior) { b.RequireScheme = "bearer" }, 1, "findings"},
-		{"tenant-rest-host", "rest-host", "https://acme.ghe.com", restHost, 1, "findings"},
+		{"tenant-rest-host", "rest-host", "https://acme.ghe.com", nil, 1, "findings"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

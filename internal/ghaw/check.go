@@ -311,6 +311,21 @@ type Probed struct {
 	WorksStatus int    `json:"works_status"` // status of the scheme that worked
 }
 
+// Probeable says whether the live probe may send the token to the target: only when the target
+// is this platform's Copilot API (or, for Copilot on github.com, a public plan host). A token of
+// a data-residency tenant must never go to a public host, nor any token to a host that is not a
+// Copilot API for it; the static finding already says what is wrong with such a target.
+func (r Report) Probeable(ep platform.Endpoints) (bool, string) {
+	t := r.Runtime.Target
+	switch {
+	case t == "":
+		return false, "the target is known only at run time"
+	case isRESTHost(t, ep) || !targetFits(t, platform.HostOf(ep.CopilotAPIURL), ep):
+		return false, fmt.Sprintf("%s is not the Copilot API of %s, so the token is not sent there; fix the target first", t, ep.CopilotHost)
+	}
+	return true, ""
+}
+
 // ApplyProbe adds what the live probe proved: a target that answers with awf's scheme confirms
 // the lock (and settles a plan-host warning); one that wants the other scheme is an auth-scheme
 // finding with the awf release to pin; one that refuses both, or does not answer, a target-probe
