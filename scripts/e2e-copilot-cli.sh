@@ -57,6 +57,16 @@ cleanup() {
 trap cleanup EXIT
 
 printf '127.0.0.1 localhost acme.ghe.com api.acme.ghe.com copilot-api.acme.ghe.com\n::1 localhost\n' >"$WORK/hosts"
+
+# --disable-client-telemetry exists in 1.0.102; 1.0.83 exits on it as an unknown option. Ask the
+# CLI itself (its --help, with a throw-away HOME) rather than keep a version table.
+TELEMETRY_FLAG=()
+mkdir -p "$WORK/help-home"
+if env -i PATH="$NODE_DIR:/usr/bin:/bin" HOME="$WORK/help-home" COPILOT_PKG_CACHE_HOME="$COPILOT_PKG_CACHE_HOME" \
+     timeout 60 "$COPILOT" --help 2>/dev/null | grep -q -- '--disable-client-telemetry'; then
+  TELEMETRY_FLAG=(--disable-client-telemetry)
+fi
+rm -rf "$WORK/help-home"
 mount --bind "$WORK/hosts" /etc/hosts || die "could not bind-mount a private /etc/hosts"
 
 # rand N: N random alphanumerics (no pipe is cut short, which pipefail would report as SIGPIPE).
@@ -161,7 +171,7 @@ scenario() {
     start_ns=$(date +%s%N)
     set +e
     env -i "${cli_env[@]}" timeout 120 strace -f -qq -e trace=connect -e signal=none -o "$run_dir/connects.txt" \
-      "$COPILOT" -p "say hi" --allow-all-tools --no-auto-update --disable-client-telemetry "${model_args[@]}" \
+      "$COPILOT" -p "say hi" --allow-all-tools --no-auto-update "${TELEMETRY_FLAG[@]}" "${model_args[@]}" \
       >"$run_dir/cli.out" 2>"$run_dir/cli.err"
     cli_rc=$?
     set -e
