@@ -264,10 +264,10 @@ func targetFits(target, want string, ep platform.Endpoints) bool {
 
 func targetWhy(target string, ep platform.Endpoints) string {
 	switch {
+	case ep.Platform == platform.GHES && ep.CopilotPlatform == platform.GHECom && target == "api.enterprise.githubcopilot.com":
+		return "on GitHub Enterprise Server awf derives api.enterprise.githubcopilot.com from GITHUB_SERVER_URL, which is wrong when the Copilot seat is on a GHE.com tenant: only engine.api-target can say so"
 	case ep.CopilotPlatform == platform.GHECom && strings.HasSuffix(target, ".githubcopilot.com"):
 		return "a data-residency tenant's Copilot is served only under its own NAME.ghe.com; public githubcopilot.com hosts do not know its seats (and the tenant's data must not go there)"
-	case ep.Platform == platform.GHES && ep.CopilotPlatform == platform.GHECom:
-		return "on GitHub Enterprise Server awf derives api.enterprise.githubcopilot.com from GITHUB_SERVER_URL, which is wrong when the Copilot seat is on a GHE.com tenant: only engine.api-target can say so"
 	case strings.HasSuffix(target, ".ghe.com"):
 		return "that is another tenant's host (or not a Copilot API): seats and tokens are per tenant"
 	}

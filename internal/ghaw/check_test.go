@@ -50,7 +50,7 @@ func TestCheckCompiledLocks(t *testing.T) {
 		fm    string
 		on    platformCase
 		want  map[string]ghaw.Level // kind → level; empty: the lock fits
-		notes []string              // substrings some note must hold
+		notes []string              // substrings some note (or "why: " + a finding's why) must hold
 	}{
 		{"fragment-tenant", fragment(t, tenant.server, ""), tenant, nil,
 			[]string{"adds acme.ghe.com, api.acme.ghe.com, copilot-api.acme.ghe.com, copilot-telemetry-service.acme.ghe.com", "`Authorization: token …`"}},
@@ -63,7 +63,8 @@ func TestCheckCompiledLocks(t *testing.T) {
 		{"plain-dotcom", "engine: copilot\n", dotcom, nil, []string{"Copilot CLI 1.0.83 offline"}},
 		{"engine", "engine: claude\n", dotcom, map[string]ghaw.Level{ghaw.KindEngine: ghaw.Fail}, nil},
 		// GHES with a tenant's Copilot: awf derives api.enterprise.githubcopilot.com.
-		{"api-target-ghes-tenant", "engine: copilot\n", ghesTenant, map[string]ghaw.Level{ghaw.KindAPITarget: ghaw.Fail}, nil},
+		{"api-target-ghes-tenant", "engine: copilot\n", ghesTenant, map[string]ghaw.Level{ghaw.KindAPITarget: ghaw.Fail},
+			[]string{"derived by awf v0.28.15 for any server other than github.com and *.ghe.com", "why: on GitHub Enterprise Server awf derives"}},
 		{"api-target-public-on-tenant", "engine:\n  id: copilot\n  api-target: api.githubcopilot.com\n", tenant,
 			map[string]ghaw.Level{ghaw.KindAPITarget: ghaw.Fail}, nil},
 		// GHES with github.com's Copilot: the derived enterprise plan host serves only that plan.
@@ -122,8 +123,12 @@ func TestCheckCompiledLocks(t *testing.T) {
 			if rep.Fits() != (len(c.want) == 0) {
 				t.Errorf("Fits() = %v with findings %v", rep.Fits(), got)
 			}
+			var whys []string
+			for _, f := range rep.Findings {
+				whys = append(whys, "why: "+f.Why)
+			}
 			for _, n := range c.notes {
-				if !slices.ContainsFunc(rep.Notes, func(s string) bool { return strings.Contains(s, n) }) {
+				if !slices.ContainsFunc(append(whys, rep.Notes...), func(s string) bool { return strings.Contains(s, n) }) {
 					t.Errorf("no note contains %q; notes:\n%s", n, strings.Join(rep.Notes, "\n"))
 				}
 			}
