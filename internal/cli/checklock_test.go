@@ -47,7 +47,7 @@ func compiledLock(t *testing.T, name string) string {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return ghaw.Frontmatter(ep, l)
+			return ghaw.Frontmatter(ep, l, "")
 		}
 		locks := ghawtest.Compile(t, map[string]string{
 			"tenant":      ghawtest.Base + frag("https://acme.ghe.com", ""),

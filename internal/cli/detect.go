@@ -142,7 +142,8 @@ func runDetect(_ context.Context, env Env, args []string, stdout, stderr io.Writ
 		}
 	}
 
-	printed, err := renderDetect(*format, ep, list)
+	proxyHost, _ := allowlist.ProxyHost(value("proxy-host")) // already validated by allowlist.For
+	printed, err := renderDetect(*format, ep, list, proxyHost)
 	if err != nil {
 		return fail(err)
 	}
@@ -171,7 +172,7 @@ func runDetect(_ context.Context, env Env, args []string, stdout, stderr io.Writ
 			b.Env(k, v)
 		}
 		section, err := summary.DetectionSection(summary.Detection{Endpoints: ep, List: list, Warnings: warnings,
-			TokenKind: tokenKindLabel(kind), ExportedEnv: exported})
+			TokenKind: tokenKindLabel(kind), ExportedEnv: exported, ProxyHost: proxyHost})
 		if err != nil {
 			return fail(err)
 		}
@@ -255,7 +256,7 @@ func sameServer(a, b string) bool {
 
 // renderDetect is what detect prints on stdout. Warnings go to stderr (or annotations), not here,
 // so the list formats stay machine-readable.
-func renderDetect(format string, ep platform.Endpoints, list allowlist.List) (string, error) {
+func renderDetect(format string, ep platform.Endpoints, list allowlist.List, proxyHost string) (string, error) {
 	switch format {
 	case "none":
 		return "", nil
@@ -280,7 +281,7 @@ func renderDetect(format string, ep platform.Endpoints, list allowlist.List) (st
 	case "harden-runner":
 		return list.HardenRunner() + "\n", nil
 	case "gh-aw":
-		return ghaw.Frontmatter(ep, list), nil
+		return ghaw.Frontmatter(ep, list, proxyHost), nil
 	}
 	var sb strings.Builder
 	tw := tabwriter.NewWriter(&sb, 0, 4, 2, ' ', 0)

@@ -28,7 +28,7 @@ func fragment(t *testing.T, server, copilotHost string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ghaw.Frontmatter(ep, l)
+	return ghaw.Frontmatter(ep, l, "")
 }
 
 const route = "steps:\n  - id: route\n    uses: OWNER/copilot-route@v1\n    with:\n      github-token: ${{ secrets.COPILOT_GITHUB_TOKEN }}\n"

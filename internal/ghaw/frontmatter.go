@@ -2,6 +2,7 @@ package ghaw
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/copilot-route/copilot-route/internal/allowlist"
@@ -17,7 +18,12 @@ const ActionRef = "OWNER/copilot-route@v1"
 // allowlist, and a step that runs copilot-route before the agent: detect, diagnose with the real
 // token, and check-lock of the workflow's own lock, without the proxy (no gh-aw agent can use it).
 // Merge its keys into the workflow's frontmatter; check-lock accepts what it compiles to.
-func Frontmatter(ep platform.Endpoints, list allowlist.List) string {
+// proxyHost (detect's proxy-host input), when given, is left out of network.allowed: no gh-aw
+// agent uses the proxy, and admitting the runner's name would only widen the agent's egress.
+func Frontmatter(ep platform.Endpoints, list allowlist.List, proxyHost string) string {
+	if proxyHost != "" {
+		list.Domains = slices.DeleteFunc(slices.Clone(list.Domains), func(d string) bool { return strings.EqualFold(d, proxyHost) })
+	}
 	var b strings.Builder
 	target := platform.HostOf(ep.CopilotAPIURL)
 	where := ep.CopilotHost
