@@ -52,7 +52,9 @@ type Detection struct {
 }
 
 // GHAWFrontmatter is the gh-aw frontmatter for the detected platform.
-func (d Detection) GHAWFrontmatter() string { return ghaw.Frontmatter(d.Endpoints, d.List, d.ProxyHost) }
+func (d Detection) GHAWFrontmatter() string {
+	return ghaw.Frontmatter(d.Endpoints, d.List, d.ProxyHost)
+}
 
 // DetectionSection renders the detect step's section.
 func DetectionSection(d Detection) (string, error) { return Render("detect.md.tmpl", d) }
