@@ -28,8 +28,6 @@ const (
 	awfTokenBusiness = "v0.27.9"
 	// v0.28.0 (757b5d44, #6991): "token" to copilot-api.NAME.ghe.com.
 	awfTokenTenant = "v0.28.0"
-	// v0.28.10 (gh-aw's AWF minimum for apiProxy.caCert, sandbox.agent.ca-cert).
-	awfCACert = "v0.28.10"
 )
 
 // schemeReleases are the releases where awf's Authorization scheme changed, newest first: the
