@@ -56,16 +56,7 @@ func runCheckLock(ctx context.Context, env Env, args []string, stdout, stderr io
 	inStep := act.InStep()
 	annotate := inStep || env.Getenv("GITHUB_ACTIONS") == "true"
 
-	rawToken := env.Getenv(actions.InputEnv("github-token"))
-	if strings.TrimSpace(rawToken) == "" {
-		rawToken = env.Getenv("COPILOT_GITHUB_TOKEN")
-	}
-	forms := secretForms(rawToken)
-	if annotate {
-		for _, f := range forms {
-			act.Mask(f)
-		}
-	}
+	rawToken, forms := stepToken(env, act, annotate)
 	stderr = redactWriter{w: stderr, s: newSecrets(rawToken)}
 
 	fs := flag.NewFlagSet("check-lock", flag.ContinueOnError)
@@ -80,14 +71,7 @@ func runCheckLock(ctx context.Context, env Env, args []string, stdout, stderr io
 	if !ok {
 		return code
 	}
-	switch *format {
-	case "text", "json", "markdown", "none":
-	default:
-		fmt.Fprintf(stderr, "copilot-route check-lock: unknown --format %s; use one of %s\n", platform.Quote(*format), checkLockFormats)
-		return 2
-	}
-	if *timeout <= 0 || *timeout > time.Minute {
-		fmt.Fprintln(stderr, "copilot-route check-lock: --timeout must be between 1ms and 1m, e.g. 5s")
+	if !probeFlagsOK("check-lock", *format, checkLockFormats, *timeout, stderr) {
 		return 2
 	}
 	switch *probe {
@@ -263,16 +247,7 @@ func probeTarget(ctx context.Context, env Env, rt ghaw.Runtime, tok copilot.Toke
 			return ghaw.Probed{}, fmt.Errorf("read the CA file: %w (give a readable PEM file)", err)
 		}
 	}
-	for _, r := range strings.Fields(env.Getenv("COPILOT_ROUTE_RESOLVE")) {
-		if err := resolve.Set(r); err != nil {
-			return ghaw.Probed{}, err
-		}
-	}
-	cc := diagnose.ClientConfig{ExtraCAPEM: caPEM}
-	if len(resolve) > 0 {
-		cc.DialContext = diagnose.StaticDialer(resolve)
-	}
-	client, err := diagnose.NewClient(cc)
+	client, _, err := probeClient(env, caPEM, resolve)
 	if err != nil {
 		return ghaw.Probed{}, err
 	}

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -89,18 +87,7 @@ func lockTenant(t *testing.T, host string, b func(*faketenant.Behavior)) []strin
 
 func lockTenantFT(t *testing.T, host string, b func(*faketenant.Behavior)) (*faketenant.Tenant, []string) {
 	t.Helper()
-	ft, err := faketenant.Start(faketenant.Options{Host: host, Token: lockToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ft.Close)
-	if b != nil {
-		ft.Set(b)
-	}
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := ft.WriteCA(ca); err != nil {
-		t.Fatal(err)
-	}
+	ft, ca := startTenant(t, faketenant.Options{Host: host, Token: lockToken}, b)
 	addr := strings.TrimPrefix(ft.URL(), "https://")
 	var flags []string
 	for _, n := range []string{"copilot-api." + host, "api." + host} {
@@ -111,9 +98,7 @@ func lockTenantFT(t *testing.T, host string, b func(*faketenant.Behavior)) (*fak
 
 func checkLockRun(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code = Run(context.Background(), append([]string{"check-lock"}, args...), MapEnv(env), &out, &errb)
-	return code, out.String(), errb.String()
+	return runCommand(t, "check-lock", env, args...)
 }
 
 func TestCheckLockExitCodes(t *testing.T) {
@@ -250,13 +235,7 @@ func TestCheckLockStep(t *testing.T) {
 			t.Parallel()
 			lock := compiledLock(t, c.lock)
 			workspace := filepath.Dir(filepath.Dir(filepath.Dir(lock)))
-			dir := t.TempDir()
-			outFile, sumFile := filepath.Join(dir, "output"), filepath.Join(dir, "summary")
-			for _, f := range []string{outFile, sumFile} {
-				if err := os.WriteFile(f, nil, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
+			outFile, sumFile := stepFiles(t)
 			env := map[string]string{
 				"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": outFile, "GITHUB_STEP_SUMMARY": sumFile,
 				"GITHUB_SERVER_URL": c.server, "GITHUB_WORKSPACE": workspace,
