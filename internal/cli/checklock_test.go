@@ -30,7 +30,15 @@ var (
 	lockOnce  sync.Once
 	lockFiles map[string]string
 	lockDir   string
+	lockRoot  string // removed by TestMain
 )
+
+// removeCompiledLocks removes what compiledLock wrote; TestMain calls it after the tests.
+func removeCompiledLocks() {
+	if lockRoot != "" {
+		_ = os.RemoveAll(lockRoot)
+	}
+}
 
 func compiledLock(t *testing.T, name string) string {
 	t.Helper()
@@ -58,6 +66,7 @@ func compiledLock(t *testing.T, name string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		lockRoot = dir
 		lockDir = filepath.Join(dir, ".github", "workflows")
 		if err := os.MkdirAll(lockDir, 0o755); err != nil {
 			t.Fatal(err)
