@@ -122,6 +122,25 @@ actlog text "$work/detect-only.log" >"$work/detect-only.txt"
 grep -q 'no proxy was started in this job; nothing to stop' "$work/detect-only.txt" || die "./stop did not say there was nothing to stop"
 log "e2e-detect-only passed"
 
+log "act: e2e-gh-aw-step.yml (the step in a gh-aw workflow's frontmatter: diagnose and check-lock, no proxy)"
+run_act e2e-gh-aw-step.yml "$work/gh-aw.log" || fail_with_log "$work/gh-aw.log" "the gh-aw step workflow failed"
+[[ "$(cat "$work/out/gh-aw-step" 2>/dev/null)" == "fits findings failure proxy=" ]] ||
+  fail_with_log "$work/gh-aw.log" "verdicts, outcome and proxy-url are '$(cat "$work/out/gh-aw-step" 2>/dev/null)', want 'fits findings failure proxy='"
+actlog summary "$work/gh-aw.log" >"$work/gh-aw-summary.md"
+for want in '## ✅ copilot-route: check-lock `examples/gh-aw/ghe-com-tenant.lock.yml` — fits' \
+            '## ❌ copilot-route: check-lock `examples/gh-aw/ghes-github-com.lock.yml` — 1 finding'; do
+  grep -qxF "$want" "$work/gh-aw-summary.md" || die "the job summary does not hold '$want':
+$(cat "$work/gh-aw-summary.md")"
+done
+grep -qF '| Live probe | GET https://copilot-api.acme.ghe.com/models answered 200 with `token`' "$work/gh-aw-summary.md" ||
+  die "the tenant lock's live probe line is missing from the summary"
+grep -qF '## ✅ copilot-route: ready' "$work/gh-aw-summary.md" || die "diagnose's section is missing from the summary"
+actlog text "$work/gh-aw.log" >"$work/gh-aw.txt"
+grep -Eq '::error title=copilot-route check-lock(:|%3A) api-target::' "$work/gh-aw.txt" ||
+  die "no error annotation for the GHES lock's api-target on a tenant"
+scan_tokens "$work/gh-aw.log" "$token"
+log "e2e-gh-aw-step passed"
+
 # Speed: the detect step and start-to-ready, each as a whole process (what a step costs).
 m="$work/measure"
 mkdir -p "$m/rt"

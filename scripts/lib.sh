@@ -66,6 +66,35 @@ need_copilot_cli() {
   echo "$dir/node_modules/.bin/copilot"
 }
 
+# The gh-aw compiler the gh-aw tests compile with: examples/gh-aw and the check-lock tests' locks.
+# v0.89.10 pins awf 0.28.15 and records Copilot CLI 1.0.83.
+GH_AW_VERSION=v0.89.10
+
+# need_gh_aw: build the gh-aw compiler (GH_AW_VERSION) into .tools/bin/gh-aw once and print its
+# path. `go install` refuses the module (its go.mod has a replace directive), so the module is
+# downloaded with `go mod download`, copied somewhere writable and built there. Only the Go module
+# proxy is needed, once; afterwards it builds and compiles offline from the module cache.
+need_gh_aw() {
+  local bin="$TOOLS/bin/gh-aw" stamp="$TOOLS/bin/.gh-aw.version"
+  if [[ -x "$bin" && "$(cat "$stamp" 2>/dev/null)" == "$GH_AW_VERSION" ]]; then echo "$bin"; return 0; fi
+  log "building the gh-aw compiler $GH_AW_VERSION from the Go module proxy"
+  local dir src
+  dir=$(cd "$TOOLS" && go mod download -json "github.com/github/gh-aw@$GH_AW_VERSION" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p') || die "go mod download github.com/github/gh-aw@$GH_AW_VERSION failed"
+  [[ -d "$dir" ]] || die "go mod download gave no directory for github.com/github/gh-aw@$GH_AW_VERSION"
+  src="$TOOLS/gh-aw-src-$GH_AW_VERSION"
+  rm -rf "$src"
+  cp -r "$dir" "$src" && chmod -R u+w "$src" || die "copy the gh-aw module to $src failed"
+  # A release compiler's version and isRelease: its locks then pin released actions and images,
+  # as a user's locks do.
+  (cd "$src" && go build -trimpath -o "$bin" \
+     -ldflags "-X main.version=$GH_AW_VERSION -X main.isRelease=true" ./cmd/gh-aw >&2) ||
+    die "go build of gh-aw $GH_AW_VERSION failed (in $src)"
+  rm -rf "$src"
+  echo "$GH_AW_VERSION" >"$stamp"
+  echo "$bin"
+}
+
 # copilot_pkg_cache VERSION: a package cache directory of that version's own (COPILOT_PKG_CACHE_HOME).
 copilot_pkg_cache() {
   local d="$TOOLS/copilot-pkg-cache-$1"

@@ -20,6 +20,10 @@ log "staticcheck"
 need_staticcheck
 staticcheck ./... || die "staticcheck failed"
 
+log "the gh-aw compiler $GH_AW_VERSION (the check-lock tests compile their locks with it)"
+GH_AW_BIN=$(need_gh_aw)
+export GH_AW_BIN
+
 log "go test -race"
 go test -race -count=1 ./... || die "go test failed"
 
@@ -45,6 +49,9 @@ bash scripts/check-action-metadata.sh action.yml stop/action.yml ||
 if bash scripts/check-action-metadata.sh testdata/actions/injection/action.yml >/dev/null; then
   die "check-action-metadata.sh accepted testdata/actions/injection/action.yml, which expands an input in a script"
 fi
+
+log "gh-aw examples: detect's frontmatter, compiled by gh-aw $GH_AW_VERSION with 0 errors, locks up to date, check-lock verdicts"
+bash scripts/test-gh-aw.sh || die "the gh-aw examples failed: rerun scripts/test-gh-aw.sh (UPDATE=1 rewrites the committed locks)"
 
 log "the action's resolve step (checksummed release binary, tampered binary, build from source, no Go)"
 bash scripts/test-resolve-binary.sh || die "scripts/resolve-binary.sh misbehaves"

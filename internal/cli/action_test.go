@@ -76,6 +76,7 @@ func TestActionPassesEveryInputExplicitly(t *testing.T) {
 		"detect": {"github-token", "server-url", "api-url", "copilot-host", "copilot-api-target", "platform", "extra-domains", "proxy-host", "export-env"},
 		"start": {"github-token", "server-url", "api-url", "copilot-host", "copilot-api-target", "platform", "proxy-host",
 			"extra-domains", "listen", "auth-scheme", "integration-id", "ca-file", "start-proxy"},
+		"check-lock": {"github-token", "check-lock", "server-url", "api-url", "copilot-host", "copilot-api-target", "platform", "ca-file"},
 	}
 	for _, in := range detectInputs {
 		want["detect"] = append(want["detect"], in.name)

@@ -19,5 +19,7 @@ func TestMain(m *testing.M) {
 		stop()
 		os.Exit(code)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeCompiledLocks()
+	os.Exit(code)
 }

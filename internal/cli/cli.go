@@ -69,6 +69,7 @@ func commands() map[string]command {
 		"start":       {"start the proxy in the background and wait until it is ready (an Actions step)", runStart},
 		"stop":        {"report the proxy's traffic, stop it (an Actions step)", runStop},
 		"diagnose":    {"probe the live endpoints with the real token and explain the results", runDiagnose},
+		"check-lock":  {"say whether a compiled gh-aw workflow (.lock.yml) reaches Copilot on this platform", runCheckLock},
 		"fake-tenant": {"run the simulated GitHub + Copilot tenant (tests and the demo)", runFakeTenant},
 		"demo":        {"run the whole flow locally against the simulated tenant (no credentials)", runDemo},
 		"version":     {"print the version", runVersion},

@@ -13,6 +13,7 @@ import (
 	"github.com/copilot-route/copilot-route/internal/actions"
 	"github.com/copilot-route/copilot-route/internal/allowlist"
 	"github.com/copilot-route/copilot-route/internal/copilot"
+	"github.com/copilot-route/copilot-route/internal/ghaw"
 	"github.com/copilot-route/copilot-route/internal/platform"
 	"github.com/copilot-route/copilot-route/internal/summary"
 )
@@ -158,7 +159,8 @@ func runDetect(_ context.Context, env Env, args []string, stdout, stderr io.Writ
 		}
 	}
 
-	printed, err := renderDetect(*format, ep, list, agent)
+	proxyHost, _ := allowlist.ProxyHost(value("proxy-host")) // already validated by allowlist.For
+	printed, err := renderDetect(*format, ep, list, agent, proxyHost)
 	if err != nil {
 		return fail(err)
 	}
@@ -192,7 +194,7 @@ func runDetect(_ context.Context, env Env, args []string, stdout, stderr io.Writ
 			b.Env(k, v)
 		}
 		section, err := summary.DetectionSection(summary.Detection{Endpoints: ep, List: list, Warnings: warnings,
-			TokenKind: tokenKindLabel(kind), ExportedEnv: exported})
+			TokenKind: tokenKindLabel(kind), ExportedEnv: exported, ProxyHost: proxyHost})
 		if err != nil {
 			return fail(err)
 		}
@@ -298,7 +300,7 @@ func sameServer(a, b string) bool {
 
 // renderDetect is what detect prints on stdout. Warnings go to stderr (or annotations), not here,
 // so the list formats stay machine-readable.
-func renderDetect(format string, ep platform.Endpoints, list allowlist.List, agent allowlist.Agent) (string, error) {
+func renderDetect(format string, ep platform.Endpoints, list allowlist.List, agent allowlist.Agent, proxyHost string) (string, error) {
 	switch format {
 	case "none":
 		return "", nil
@@ -324,7 +326,7 @@ func renderDetect(format string, ep platform.Endpoints, list allowlist.List, age
 	case "harden-runner":
 		return list.HardenRunner() + "\n", nil
 	case "gh-aw":
-		return list.GHAW(), nil
+		return ghaw.Frontmatter(ep, list, proxyHost), nil
 	}
 	var sb strings.Builder
 	tw := tabwriter.NewWriter(&sb, 0, 4, 2, ' ', 0)

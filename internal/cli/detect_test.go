@@ -22,7 +22,13 @@ const detectGoldenDir = "../../testdata/detect"
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join(detectGoldenDir, name)
+	goldenIn(t, detectGoldenDir, name, got)
+}
+
+// goldenIn compares got with the golden file dir/name (or rewrites it with -update).
+func goldenIn(t *testing.T, dir, name, got string) {
+	t.Helper()
+	path := filepath.Join(dir, name)
 	if *updateGolden {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -49,17 +50,7 @@ func runDiagnose(ctx context.Context, env Env, args []string, stdout, stderr io.
 	inStep := act.InStep()
 	annotate := inStep || env.Getenv("GITHUB_ACTIONS") == "true"
 
-	// The token is masked before anything else can reach the log.
-	rawToken := env.Getenv(actions.InputEnv("github-token"))
-	if strings.TrimSpace(rawToken) == "" {
-		rawToken = env.Getenv("COPILOT_GITHUB_TOKEN")
-	}
-	forms := secretForms(rawToken)
-	if annotate {
-		for _, f := range forms {
-			act.Mask(f)
-		}
-	}
+	rawToken, forms := stepToken(env, act, annotate)
 
 	fs := flag.NewFlagSet("diagnose", flag.ContinueOnError)
 	flags := addInputFlags(fs, diagnoseInputs, actions.InputEnv)
@@ -73,14 +64,7 @@ func runDiagnose(ctx context.Context, env Env, args []string, stdout, stderr io.
 		"(from INPUT_GITHUB_TOKEN or COPILOT_GITHUB_TOKEN, never a flag) and says what each answer means."); !ok {
 		return code
 	}
-	switch *format {
-	case "text", "json", "markdown", "none":
-	default:
-		fmt.Fprintf(stderr, "copilot-route diagnose: unknown --format %s; use one of %s\n", platform.Quote(*format), diagnoseFormats)
-		return 2
-	}
-	if *timeout <= 0 || *timeout > time.Minute {
-		fmt.Fprintln(stderr, "copilot-route diagnose: --timeout must be between 1ms and 1m, e.g. 5s")
+	if !probeFlagsOK("diagnose", *format, diagnoseFormats, *timeout, stderr) {
 		return 2
 	}
 	value := flags.or(act.Input)
@@ -140,18 +124,9 @@ func runDiagnose(ctx context.Context, env Env, args []string, stdout, stderr io.
 			return fail("copilot-route: bad input ca-file", fmt.Errorf("read the CA file: %w (give a readable PEM file)", err))
 		}
 	}
-	for _, r := range strings.Fields(env.Getenv("COPILOT_ROUTE_RESOLVE")) {
-		if err := resolve.Set(r); err != nil {
-			return fail("copilot-route: bad COPILOT_ROUTE_RESOLVE", err)
-		}
-	}
-	cc := diagnose.ClientConfig{ExtraCAPEM: caPEM}
-	if len(resolve) > 0 {
-		cc.DialContext = diagnose.StaticDialer(resolve)
-	}
-	client, err := diagnose.NewClient(cc)
+	client, title, err := probeClient(env, caPEM, resolve)
 	if err != nil {
-		return fail("copilot-route: bad input ca-file", err)
+		return fail(title, err)
 	}
 
 	rep := diagnose.Run(ctx, diagnose.Config{
@@ -224,6 +199,57 @@ func diagnosePage(ep platform.Endpoints, rep diagnose.Report, act *actions.Actio
 		list, _ = allowlist.For(ep, allowlist.Options{})
 	}
 	return summary.RenderPage(summary.Page{Endpoints: ep, List: list, Report: &rep})
+}
+
+// probeFlagsOK checks the --format (one of "text, json, markdown, none") and --timeout of a
+// command that probes, and says what is wrong on stderr.
+func probeFlagsOK(cmd, format, formats string, timeout time.Duration, stderr io.Writer) bool {
+	switch format {
+	case "text", "json", "markdown", "none":
+	default:
+		fmt.Fprintf(stderr, "copilot-route %s: unknown --format %s; use one of %s\n", cmd, platform.Quote(format), formats)
+		return false
+	}
+	if timeout <= 0 || timeout > time.Minute {
+		fmt.Fprintf(stderr, "copilot-route %s: --timeout must be between 1ms and 1m, e.g. 5s\n", cmd)
+		return false
+	}
+	return true
+}
+
+// stepToken reads the real token (INPUT_GITHUB_TOKEN, else COPILOT_GITHUB_TOKEN) and, in a
+// step, masks every form of it before anything else can reach the log.
+func stepToken(env Env, act *actions.Actions, annotate bool) (string, []string) {
+	raw := env.Getenv(actions.InputEnv("github-token"))
+	if strings.TrimSpace(raw) == "" {
+		raw = env.Getenv("COPILOT_GITHUB_TOKEN")
+	}
+	forms := secretForms(raw)
+	if annotate {
+		for _, f := range forms {
+			act.Mask(f)
+		}
+	}
+	return raw, forms
+}
+
+// probeClient is the HTTP client of live probes: extra roots from a CA file, and the --resolve
+// table (plus COPILOT_ROUTE_RESOLVE) for tests and demos. On error, title names what was bad.
+func probeClient(env Env, caPEM []byte, resolve resolveFlag) (*http.Client, string, error) {
+	for _, r := range strings.Fields(env.Getenv("COPILOT_ROUTE_RESOLVE")) {
+		if err := resolve.Set(r); err != nil {
+			return nil, "copilot-route: bad COPILOT_ROUTE_RESOLVE", err
+		}
+	}
+	cc := diagnose.ClientConfig{ExtraCAPEM: caPEM}
+	if len(resolve) > 0 {
+		cc.DialContext = diagnose.StaticDialer(resolve)
+	}
+	client, err := diagnose.NewClient(cc)
+	if err != nil {
+		return nil, "copilot-route: bad input ca-file", err
+	}
+	return client, "", nil
 }
 
 // secretForms are the token's forms to mask and to keep out of any output.

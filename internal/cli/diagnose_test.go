@@ -20,7 +20,28 @@ const diagToken = "github_pat_11DIAGNOSE0cliTESTsecret_abcdefghijklmnopqrstuvwxy
 // at it (its address as the REST and Copilot API, its CA trusted).
 func diagTenant(t *testing.T, b func(*faketenant.Behavior)) (*faketenant.Tenant, []string) {
 	t.Helper()
-	ft, err := faketenant.Start(faketenant.Options{Token: diagToken})
+	ft, ca := startTenant(t, faketenant.Options{Token: diagToken}, b)
+	return ft, []string{"--server-url", "https://acme.ghe.com", "--api-url", ft.URL(), "--copilot-api-target", ft.URL(), "--ca-file", ca}
+}
+
+// stepFiles makes an empty GITHUB_OUTPUT and GITHUB_STEP_SUMMARY file for an in-process step.
+func stepFiles(t *testing.T) (outFile, sumFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	outFile, sumFile = filepath.Join(dir, "output"), filepath.Join(dir, "summary")
+	for _, f := range []string{outFile, sumFile} {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return outFile, sumFile
+}
+
+// startTenant starts a simulated tenant with behaviour b, closed when the test ends, and writes
+// its CA to a file whose path it returns.
+func startTenant(t *testing.T, opts faketenant.Options, b func(*faketenant.Behavior)) (*faketenant.Tenant, string) {
+	t.Helper()
+	ft, err := faketenant.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,13 +53,19 @@ func diagTenant(t *testing.T, b func(*faketenant.Behavior)) (*faketenant.Tenant,
 	if err := ft.WriteCA(ca); err != nil {
 		t.Fatal(err)
 	}
-	return ft, []string{"--server-url", "https://acme.ghe.com", "--api-url", ft.URL(), "--copilot-api-target", ft.URL(), "--ca-file", ca}
+	return ft, ca
 }
 
 func diagRun(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runCommand(t, "diagnose", env, args...)
+}
+
+// runCommand runs one subcommand in-process with env as its whole environment.
+func runCommand(t *testing.T, name string, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	code = Run(context.Background(), append([]string{"diagnose"}, args...), MapEnv(env), &out, &errb)
+	code = Run(context.Background(), append([]string{name}, args...), MapEnv(env), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -81,13 +108,7 @@ func TestDiagnoseStepStrict(t *testing.T) {
 	_, flags := diagTenant(t, func(b *faketenant.Behavior) {
 		b.UserStatus, b.ModelsStatus = http.StatusNotFound, http.StatusForbidden
 	})
-	dir := t.TempDir()
-	outFile, sumFile := filepath.Join(dir, "output"), filepath.Join(dir, "summary")
-	for _, f := range []string{outFile, sumFile} {
-		if err := os.WriteFile(f, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	outFile, sumFile := stepFiles(t)
 	env := map[string]string{
 		"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": outFile, "GITHUB_STEP_SUMMARY": sumFile,
 		"INPUT_GITHUB_TOKEN": diagToken, "INPUT_DIAGNOSE": "strict",

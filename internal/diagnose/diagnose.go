@@ -68,6 +68,7 @@ type Probe struct {
 	Scheme     string `json:"scheme,omitempty"`       // models: the Authorization scheme that worked (Bearer or token)
 	Models     int    `json:"models,omitempty"`       // models: how many the API listed
 	Plan       string `json:"plan,omitempty"`         // user: the Copilot plan
+	Account    string `json:"account,omitempty"`      // user: the token's owner, from GET /user when the seat look-up failed
 	Advertised string `json:"advertised,omitempty"`   // user: endpoints.api as the platform advertised it
 	Error      string `json:"error,omitempty"`        // the transport error, scrubbed of secrets
 	Retried    bool   `json:"retried,omitempty"`      // models: the other scheme was tried

@@ -42,8 +42,12 @@ var wants = map[string]want{
 		"models": {"the proxy is set to send `Bearer`", "Set `auth-scheme: token`."},
 	}},
 	"ghe-no-seat": {overall: diagnose.WillNotWork, verdicts: "oFoFo", contains: map[string][]string{
-		"user":   {"no Copilot seat", "acme.ghe.com", "assign you a Copilot seat"},
+		"user":   {"the token is @monalisa's on acme.ghe.com", "no Copilot seat", "assign you a Copilot seat"},
 		"models": {"with `Bearer` and `token` alike, access denied by policy", "Copilot Requests"},
+	}},
+	// GET /user (go-github) tells a valid token without Copilot access from a token of another host.
+	"ghe-token-without-copilot": {overall: diagnose.WillNotWork, verdicts: "oFWFo", contains: map[string][]string{
+		"user": {"the token is @monalisa's on acme.ghe.com (GET /user accepts it)", "lacks Copilot access", "Copilot Requests"},
 	}},
 	"ghe-unreachable": {overall: diagnose.WillNotWork, verdicts: "FFWFo", contains: map[string][]string{
 		"meta":   {"api.acme.ghe.com refused the connection", "unreachable from this runner"},
@@ -82,7 +86,7 @@ var wants = map[string]want{
 	}},
 	"ghes-github-seat": {overall: diagnose.Ready, verdicts: "ooooo", notes: 0},
 	"ghes-no-copilot-host": {overall: diagnose.WillNotWork, verdicts: "oFWFo", notes: 1, contains: map[string][]string{
-		"user":   {"401", "copilot-host: NAME.ghe.com"},
+		"user":   {"api.github.com does not know this token", "GET /user 401", "a GHE.com tenant or a GHES", "copilot-host: NAME.ghe.com", "Use a token issued by github.com"},
 		"models": {"refused the token", "copilot-host: NAME.ghe.com"},
 	}},
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/copilot-route/copilot-route/internal/copilot"
 	"github.com/copilot-route/copilot-route/internal/platform"
+	"github.com/google/go-github/v60/github"
 )
 
 // Fixes that several probes give, kept in one place so they read the same everywhere.
@@ -93,7 +94,10 @@ func (r *runner) probeMeta(ctx context.Context) Probe {
 	host := platform.HostOf(url)
 	p := Probe{Name: ProbeMeta, Title: "REST API reachable", Method: http.MethodGet, URL: url}
 	// /meta is public: the token is not sent, so reachability is checked even without one.
-	a := r.send(ctx, http.MethodGet, url, "", nil)
+	a := r.sendGitHub(ctx, r.ep().APIURL, false, func(ctx context.Context, c *github.Client) (*github.Response, error) {
+		_, resp, err := c.Meta.Get(ctx)
+		return resp, err
+	})
 	p.fill(a, r)
 	switch {
 	case a.status == 0:
@@ -159,7 +163,45 @@ func (r *runner) probeUser(ctx context.Context) Probe {
 	default:
 		p.Verdict, p.Meaning = Warn, fmt.Sprintf("%s answered %d%s", host, a.status, quoteMsg(a.message))
 	}
+	if p.Verdict == Fail && !installation && (a.status == http.StatusUnauthorized || a.status == http.StatusForbidden || a.status == http.StatusNotFound) {
+		r.whose(ctx, &p, a.status, a.message)
+	}
 	return p
+}
+
+// whose asks the same REST API whose token this is (GET /user, through go-github), which tells
+// the three failures of the seat look-up apart: a user without a seat (the token is theirs here),
+// a token of another host or an expired one (/user refuses it too), and a token that is valid
+// but may not use Copilot (/user accepts what Copilot refuses).
+func (r *runner) whose(ctx context.Context, p *Probe, seatStatus int, seatMessage string) {
+	var login string
+	a := r.sendGitHub(ctx, r.ep().CopilotRESTAPIURL, true, func(ctx context.Context, c *github.Client) (*github.Response, error) {
+		u, resp, err := c.Users.Get(ctx, "")
+		if u != nil {
+			login = clean(u.GetLogin(), 60)
+		}
+		return resp, err
+	})
+	host, where := platform.HostOf(r.ep().CopilotRESTAPIURL), r.ep().CopilotHost
+	switch {
+	case a.status == http.StatusOK && login != "":
+		p.Account = login
+		switch seatStatus {
+		case http.StatusNotFound:
+			p.Meaning = fmt.Sprintf("the token is @%s's on %s, and @%s has no Copilot seat there (404)", login, where, login)
+		case http.StatusUnauthorized:
+			p.Meaning = fmt.Sprintf("the token is @%s's on %s (GET /user accepts it), but Copilot refused it (401): it lacks Copilot access", login, where) + quoteMsg(seatMessage)
+		default:
+			p.Meaning = fmt.Sprintf("the token is @%s's on %s, but Copilot denied it (403)", login, where) + quoteMsg(seatMessage)
+		}
+	case a.status == http.StatusUnauthorized:
+		others := "github.com, another GHE.com tenant or a GHES"
+		if r.ep().CopilotPlatform == platform.GitHubCom {
+			others = "a GHE.com tenant or a GHES"
+		}
+		p.Meaning = fmt.Sprintf("%s does not know this token: /copilot_internal/user answered %d and GET /user 401, so it was issued by another host (%s) or has expired", host, seatStatus, others)
+		p.Fix = r.withGHESHint(fmt.Sprintf("Use a token issued by %s: a fine-grained PAT created on %s with the \"Copilot Requests\" permission.", where, where))
+	}
 }
 
 // interpretUser reads the seat reply and compares the advertised Copilot API with the derived one.
@@ -523,4 +565,62 @@ func orNone(s string) string {
 
 func sameURL(a, b string) bool {
 	return strings.EqualFold(strings.TrimRight(a, "/"), strings.TrimRight(b, "/"))
+}
+
+// SchemeProbe is one GET /models sent as a client that knows a single Authorization scheme
+// would send it (check-lock: the scheme the pinned awf sends), and, when that is refused, with
+// the other scheme, which tells a refused scheme from a refused token.
+type SchemeProbe struct {
+	Probe
+	// FirstScheme and FirstStatus are the client's own scheme and its answer (0: no answer).
+	FirstScheme string `json:"first_scheme"`
+	FirstStatus int    `json:"first_status_code,omitempty"`
+	// Works is the scheme that got a 2xx, "" when neither did.
+	Works string `json:"works,omitempty"`
+}
+
+// ProbeModelsWith probes GET base/models with scheme first, then (on 400, 401 or 403) with the
+// other scheme. The Probe's Meaning and Fix interpret the answer that decides (as modelsAt does).
+func ProbeModelsWith(ctx context.Context, cfg Config, base, scheme, integrationID string) SchemeProbe {
+	if cfg.Client == nil {
+		cfg.Client, _ = NewClient(ClientConfig{})
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "copilot-route"
+	}
+	r := &runner{cfg: cfg, kind: cfg.Token.Kind()}
+	url := strings.TrimRight(base, "/") + "/models"
+	host := platform.HostOf(url)
+	sp := SchemeProbe{FirstScheme: scheme}
+	if !r.tokenUsable() {
+		sp.Probe = r.skipped(ProbeModels, "Copilot API: models", http.MethodGet, url)
+		return sp
+	}
+	hdr := http.Header{}
+	hdr.Set(copilot.HeaderIntegrationID, integrationID)
+	hdr.Set(copilot.HeaderAPIVersion, copilot.DefaultAPIVersion)
+	p := Probe{Name: ProbeModels, Title: "Copilot API: models", Method: http.MethodGet, URL: url, Scheme: scheme}
+	a := r.send(ctx, http.MethodGet, url, scheme, hdr)
+	p.fill(a, r)
+	sp.FirstStatus = a.status
+	decide := a
+	if a.status == http.StatusBadRequest || a.status == http.StatusUnauthorized || a.status == http.StatusForbidden {
+		second := other(scheme)
+		b := r.send(ctx, http.MethodGet, url, second, hdr)
+		p.Retried, p.FirstTry = true, a.status
+		if b.status >= 200 && b.status < 300 {
+			p.fill(b, r)
+			p.Scheme = second
+			decide = b
+		}
+	}
+	r.interpretModels(&p, decide, host)
+	if p.Verdict == OK {
+		sp.Works = p.Scheme
+	}
+	sp.Probe = p
+	return sp
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/copilot-route/copilot-route/internal/copilot"
 	"github.com/copilot-route/copilot-route/internal/platform"
+	"github.com/google/go-github/v60/github"
 )
 
 // maxBody bounds what a probe reads: a model list is tens of KiB, an error a few hundred bytes.
@@ -271,4 +272,39 @@ func (r *runner) errText(a answer) string {
 		return ""
 	}
 	return r.scrub(clean(a.err.Error(), 300))
+}
+
+// sendGitHub makes one REST call through go-github (a route it covers: /meta, /user) and reduces
+// the result to an answer like send's. withToken sends the token as Bearer.
+func (r *runner) sendGitHub(ctx context.Context, apiURL string, withToken bool,
+	call func(context.Context, *github.Client) (*github.Response, error)) answer {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	tok := copilot.Token{}
+	if withToken {
+		tok = r.cfg.Token
+	}
+	c, err := copilot.RESTClient(r.cfg.Client, apiURL, tok, r.cfg.UserAgent)
+	if err != nil {
+		return answer{err: err, errKind: "network"}
+	}
+	start := time.Now()
+	resp, err := call(ctx, c)
+	a := answer{latency: time.Since(start)}
+	if resp == nil || resp.Response == nil {
+		if err == nil {
+			err = errors.New("no reply")
+		}
+		a.err, a.errKind = err, classify(ctx, err)
+		return a
+	}
+	a.status = resp.StatusCode
+	a.reqID = clean(resp.Header.Get(copilot.HeaderGitHubRequest), 64)
+	a.location = clean(resp.Header.Get("Location"), 200)
+	a.retryAt = clean(resp.Header.Get("Retry-After"), 32)
+	var ge *github.ErrorResponse
+	if errors.As(err, &ge) && a.status >= 300 {
+		a.message = r.scrub(clean(ge.Message, 200))
+	}
+	return a
 }

@@ -37,6 +37,7 @@ type call struct {
 
 var routes = map[string]route{
 	"/meta":                                  {methods: []string{"GET"}, noAuth: true, handle: (*Tenant).meta},
+	"/user":                                  {methods: []string{"GET"}, handle: (*Tenant).account},
 	"/copilot_internal/user":                 {methods: []string{"GET"}, handle: (*Tenant).user},
 	"/copilot_internal/v2/token":             {methods: []string{"GET", "POST"}, handle: (*Tenant).exchange},
 	"/copilot_internal/managed_settings":     {methods: []string{"GET"}, handle: (*Tenant).empty},
@@ -377,6 +378,12 @@ func (t *Tenant) meta(w http.ResponseWriter, _ *http.Request, _ *call) {
 			"artifact_attestations": map[string]any{"trust_domain": t.host, "services": []string{}},
 		},
 	})
+}
+
+// account is GET /user: the token's owner, as the REST API says (diagnose tells "no seat" from
+// "a token of another host" with it).
+func (t *Tenant) account(w http.ResponseWriter, _ *http.Request, _ *call) {
+	writeJSON(w, http.StatusOK, map[string]any{"login": "monalisa", "id": 1, "type": "User"})
 }
 
 func (t *Tenant) user(w http.ResponseWriter, r *http.Request, c *call) {

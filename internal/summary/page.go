@@ -98,7 +98,7 @@ func Snippets(l allowlist.List, withGHAW bool) string {
 	b.WriteString("```\n\n")
 
 	if withGHAW {
-		b.WriteString("**gh-aw**: the workflow's front matter:\n\n")
+		b.WriteString("**gh-aw**: the workflow's `network.allowed` (`copilot-route detect --format gh-aw` prints the whole frontmatter):\n\n")
 		b.WriteString("```yaml\n")
 		b.WriteString(l.GHAW())
 		b.WriteString("```\n\n")

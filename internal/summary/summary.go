@@ -11,6 +11,7 @@ import (
 	"text/template"
 
 	"github.com/copilot-route/copilot-route/internal/allowlist"
+	"github.com/copilot-route/copilot-route/internal/ghaw"
 	"github.com/copilot-route/copilot-route/internal/platform"
 )
 
@@ -46,6 +47,13 @@ type Detection struct {
 	TokenKind string
 	// ExportedEnv lists NAME=value pairs written to GITHUB_ENV.
 	ExportedEnv []string
+	// ProxyHost is the proxy-host input (validated), left out of the gh-aw frontmatter.
+	ProxyHost string
+}
+
+// GHAWFrontmatter is the gh-aw frontmatter for the detected platform.
+func (d Detection) GHAWFrontmatter() string {
+	return ghaw.Frontmatter(d.Endpoints, d.List, d.ProxyHost)
 }
 
 // DetectionSection renders the detect step's section.

@@ -74,6 +74,13 @@ func All() []Scenario {
 					b.UserStatus, b.ExchangeStatus, b.ModelsStatus = http.StatusNotFound, http.StatusNotFound, http.StatusForbidden
 				})
 			}},
+		{Name: "ghe-token-without-copilot", About: "the token is valid on the tenant (GET /user) but Copilot refuses it: a PAT without the Copilot permission",
+			Input: gheInput, Token: PATToken,
+			Setup: func(t testing.TB, w *World) {
+				acme(t, w, PATToken, func(b *faketenant.Behavior) {
+					b.UserStatus, b.ExchangeStatus, b.ModelsStatus = http.StatusUnauthorized, http.StatusUnauthorized, http.StatusUnauthorized
+				})
+			}},
 		{Name: "ghe-unreachable", About: "nothing answers for the tenant's hosts (a closed port)",
 			Input: gheInput, Token: PATToken,
 			Setup: func(t testing.TB, w *World) {
