@@ -75,7 +75,10 @@ func TestActionPassesEveryInputExplicitly(t *testing.T) {
 	want := map[string][]string{
 		"detect": {"github-token", "server-url", "api-url", "copilot-host", "copilot-api-target", "platform", "extra-domains", "proxy-host", "export-env"},
 		"start": {"github-token", "server-url", "api-url", "copilot-host", "copilot-api-target", "platform", "proxy-host",
-			"listen", "auth-scheme", "integration-id", "ca-file", "start-proxy"},
+			"listen", "auth-scheme", "integration-id", "ca-file", "start-proxy", "allow-routes"},
+	}
+	for _, in := range governanceInputs {
+		want["start"] = append(want["start"], in.name)
 	}
 	for _, in := range detectInputs {
 		want["detect"] = append(want["detect"], in.name)
