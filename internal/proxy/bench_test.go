@@ -42,14 +42,32 @@ func BenchmarkModels(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The same with a model policy and every budget set: /models replies are read and filtered.
+	pg, err := New(context.Background(), Config{
+		Endpoints:      platform.Endpoints{CopilotAPIURL: up.URL, CopilotRESTAPIURL: up.URL},
+		ExplicitTarget: true,
+		Token:          copilot.NewToken(realToken),
+		ClientToken:    client,
+		Logger:         slog.New(slog.NewJSONHandler(logf, nil)),
+		AllowedModels:  []string{"gpt-*"}, BlockedModels: []string{"gpt-5*"},
+		MaxRequests: 1e9, MaxPremiumRequests: 1e9, MaxTokens: 1e12,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
+	lng, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- p.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
+	go func() { done <- pg.Serve(ctx, lng) }()
+	defer func() { cancel(); <-done; <-done }()
 
 	run := func(b *testing.B, base string) {
 		tr := &http.Transport{MaxIdleConnsPerHost: 16}
@@ -72,4 +90,5 @@ func BenchmarkModels(b *testing.B) {
 	}
 	b.Run("direct", func(b *testing.B) { run(b, up.URL) })
 	b.Run("via-proxy", func(b *testing.B) { run(b, "http://"+ln.Addr().String()) })
+	b.Run("via-proxy-governed", func(b *testing.B) { run(b, "http://"+lng.Addr().String()) })
 }

@@ -215,7 +215,15 @@ func readModels(raw []byte, mp *modelPolicy) (*priceList, []byte, error) {
 type modelsMemo struct {
 	raw, out []byte
 	prices   *priceList
+	length   []string // Content-Length of out, shared by the replies that send it (never modified)
 }
+
+// memoBody serves a memo's bytes as a reply body: one allocation.
+type memoBody struct{ r bytes.Reader }
+
+func (m *memoBody) Read(p []byte) (int, error)         { return m.r.Read(p) }
+func (m *memoBody) WriteTo(w io.Writer) (int64, error) { return m.r.WriteTo(w) }
+func (m *memoBody) Close() error                       { return nil }
 
 var modelsBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
@@ -260,15 +268,17 @@ func (p *Proxy) filterModels(resp *http.Response) error {
 			}
 			prices, out = nil, own
 		}
-		memo = &modelsMemo{raw: own, out: out, prices: prices}
+		memo = &modelsMemo{raw: own, out: out, prices: prices, length: []string{strconv.Itoa(len(out))}}
 		p.modelsMemo.Store(memo)
 		if prices != nil {
 			p.learnPrices(prices)
 		}
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(memo.out))
+	body := &memoBody{}
+	body.r.Reset(memo.out)
+	resp.Body = body
 	resp.ContentLength = int64(len(memo.out))
-	resp.Header["Content-Length"] = []string{strconv.Itoa(len(memo.out))}
+	resp.Header["Content-Length"] = memo.length
 	return nil
 }
 
