@@ -91,7 +91,7 @@ func modelList(input, value string, flags []string) ([]string, error) {
 	for _, p := range out {
 		if err := proxy.ValidateModelPattern(p); err != nil {
 			return nil, &platform.InputError{Input: input, Value: platform.Quote(p), Problem: err.Error() + " (one model glob per line or comma-separated)",
-				Example: "claude-sonnet-4.5, gpt-5-mini, claude-haiku-*"}
+				Example: "claude-sonnet-4.5, gpt-5-mini, o4-*"}
 		}
 	}
 	return out, nil

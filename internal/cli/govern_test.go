@@ -34,7 +34,7 @@ func post(t *testing.T, proxyURL, client, path, model string) (int, string) {
 func TestStartServeStopGovernance(t *testing.T) {
 	t.Parallel()
 	r := newStepRunner(t, map[string]string{
-		"INPUT_ALLOWED_MODELS":       "claude-*\ngpt-5-mini  # included",
+		"INPUT_ALLOWED_MODELS":       "claude-*, o4-*\ngpt-5-mini  # included",
 		"INPUT_BLOCKED_MODELS":       "claude-opus-*",
 		"INPUT_MAX_REQUESTS":         "4",
 		"INPUT_MAX_PREMIUM_REQUESTS": "1.33",
@@ -47,7 +47,7 @@ func TestStartServeStopGovernance(t *testing.T) {
 	o := r.outputs(t)
 	st, _ := readState(r.statePath())
 	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.PID))
-	for _, want := range []string{"--allowed-models\x00claude-*\x00--allowed-models\x00gpt-5-mini\x00--blocked-models\x00claude-opus-*",
+	for _, want := range []string{"--allowed-models\x00claude-*\x00--allowed-models\x00o4-*\x00--allowed-models\x00gpt-5-mini\x00--blocked-models\x00claude-opus-*",
 		"--max-requests\x004\x00--max-premium-requests\x001.33\x00--max-tokens\x00100000"} {
 		if !bytes.Contains(cmdline, []byte(want)) {
 			t.Errorf("serve's argv %q lacks %q", cmdline, want)
@@ -61,9 +61,9 @@ func TestStartServeStopGovernance(t *testing.T) {
 	}{
 		{"/v1/messages", "claude-opus-4.1", 403, "model-blocked"},
 		{"/chat/completions", "gpt-5", 403, "model-not-allowed"},
-		{"/v1/messages", "claude-sonnet-4.5", 200, ""},     // premium 1
-		{"/chat/completions", "claude-haiku-4.5", 200, ""}, // 1.33
-		{"/responses", "claude-haiku-4.5", 403, "budget-max-premium-requests"},
+		{"/v1/messages", "claude-sonnet-4.5", 200, ""}, // premium 1
+		{"/chat/completions", "o4-mini", 200, ""},      // 1.33
+		{"/responses", "o4-mini", 403, "budget-max-premium-requests"},
 		{"/responses", "gpt-5-mini", 200, ""},        // included: still passes
 		{"/chat/completions", "gpt-5-mini", 200, ""}, // the 4th request
 		{"/chat/completions", "gpt-5-mini", 403, "budget-max-requests"},
@@ -105,7 +105,7 @@ func TestStartServeStopGovernance(t *testing.T) {
 		t.Errorf("the tenant recorded premium %v, cached %d", premium, cached)
 	}
 	sum := r.file(t, "GITHUB_STEP_SUMMARY")
-	for _, w := range []string{"### Usage", "| `claude-haiku-4.5` | 1 | 0.33 |", "| **Total** | **4** | **1.33** |",
+	for _, w := range []string{"### Usage", "| `o4-mini` | 1 | 0.33 |", "| **Total** | **4** | **1.33** |",
 		"refused by the model policy", "`max-premium-requests`"} {
 		if !strings.Contains(sum, w) {
 			t.Errorf("summary lacks %q:\n%s", w, sum)

@@ -41,10 +41,10 @@ var catalogue = []model{
 	// The CLI 1.0.102 does not offer gpt-4.1 ("not available"), whatever this entry says.
 	{id: "gpt-4.1", name: "GPT-4.1", vendor: "Azure OpenAI", family: "gpt-4.1",
 		endpoints: []string{"/chat/completions"}, context: 128000, output: 16384},
-	// A fractional and a high multiplier, as the real catalogue has (0.33 for the small Claude,
-	// 10 for the largest): budgets in premium requests are decimals.
-	{id: "claude-haiku-4.5", name: "Claude Haiku 4.5", vendor: "Anthropic", family: "claude-haiku-4.5",
-		endpoints: []string{"/chat/completions", "/v1/messages"}, premium: true, multiplier: 0.33, context: 200000, output: 32000},
+	// A fractional and a high multiplier, as the real catalogue has (0.33 for o4-mini, 10 for
+	// the largest Claude): budgets in premium requests are decimals.
+	{id: "o4-mini", name: "o4-mini", vendor: "Azure OpenAI", family: "o4-mini",
+		endpoints: []string{"/chat/completions", "/responses"}, premium: true, multiplier: 0.33, context: 200000, output: 100000},
 	{id: "claude-opus-4.1", name: "Claude Opus 4.1", vendor: "Anthropic", family: "claude-opus-4.1",
 		endpoints: []string{"/chat/completions", "/v1/messages"}, premium: true, multiplier: 10, context: 200000, output: 32000},
 }

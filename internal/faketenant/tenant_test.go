@@ -950,7 +950,7 @@ func TestCompletionUsageAndCost(t *testing.T) {
 		{"/v1/messages", true, []string{`"input_tokens":22`, `"cache_read_input_tokens":16`, `"output_tokens":1`, `"usage":{"output_tokens":7}`}},
 	}
 	for _, tc := range cases {
-		h, body := post(tc.path, "claude-haiku-4.5", tc.stream, "")
+		h, body := post(tc.path, "o4-mini", tc.stream, "")
 		for _, w := range tc.want {
 			if !strings.Contains(body, w) {
 				t.Errorf("%s stream=%t lacks %s:\n%.600s", tc.path, tc.stream, w, body)
@@ -966,8 +966,8 @@ func TestCompletionUsageAndCost(t *testing.T) {
 	}
 	post("/v1/messages", "gpt-5", false, "user")
 	u := ft.Usage()
-	if h := u["claude-haiku-4.5"]; h.Requests != 6 || fmt.Sprintf("%.2f", h.Premium) != "1.98" || h.InputTokens != 6*42 || h.CachedTokens != 6*16 || h.OutputTokens != 6*7 {
-		t.Errorf("haiku: %+v", h)
+	if h := u["o4-mini"]; h.Requests != 6 || fmt.Sprintf("%.2f", h.Premium) != "1.98" || h.InputTokens != 6*42 || h.CachedTokens != 6*16 || h.OutputTokens != 6*7 {
+		t.Errorf("o4-mini: %+v", h)
 	}
 	if o := u["claude-opus-4.1"]; o.Requests != 1 || o.Premium != 0 {
 		t.Errorf("an agent turn on opus: %+v", o)

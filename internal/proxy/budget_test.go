@@ -63,7 +63,7 @@ func TestBudgetsExactUnderConcurrency(t *testing.T) {
 		{"max-requests 10", func(c *Config) { c.MaxRequests = 10 }, "/chat/completions", "gpt-5-mini", "user", 10, budgetRequests, 10},
 		{"max-requests 10, agent turns count too", func(c *Config) { c.MaxRequests = 10 }, "/v1/messages", "claude-sonnet-4.5", "agent", 10, budgetRequests, 10},
 		{"premium 5 at multiplier 1", func(c *Config) { c.MaxPremiumRequests = 5 }, "/responses", "claude-sonnet-4.5", "user", 5, budgetPremium, 5},
-		{"premium 3.3 at multiplier 0.33", func(c *Config) { c.MaxPremiumRequests = 3.3 }, "/chat/completions", "claude-haiku-4.5", "user", 10, budgetPremium, 3.3},
+		{"premium 3.3 at multiplier 0.33", func(c *Config) { c.MaxPremiumRequests = 3.3 }, "/chat/completions", "o4-mini", "user", 10, budgetPremium, 3.3},
 		{"premium 5 at multiplier 10: none", func(c *Config) { c.MaxPremiumRequests = 5 }, "/v1/messages", "claude-opus-4.1", "", 0, budgetPremium, 0},
 		{"premium 30: a model missing from /models costs the highest multiplier (10)", func(c *Config) { c.MaxPremiumRequests = 30 }, "/chat/completions", "gpt-unlisted", "user", 3, budgetPremium, 30},
 		{"premium 1: agent turns cost nothing", func(c *Config) { c.MaxPremiumRequests = 1 }, "/chat/completions", "claude-opus-4.1", "agent", 40, budgetPremium, 0},

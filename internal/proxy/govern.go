@@ -293,8 +293,16 @@ func (p *Proxy) refuseUnpriced(st *reqState, model string, err error) bool {
 		"budget": budgetPremium, "input": budgetPremium})
 }
 
+// refusalStatus answers a request the model policy or a budget refuses: 403, as awf's api-proxy
+// does, never 429, which SDK clients retry (a spent budget does not recover during the job). The
+// Copilot CLI 1.0.102 shows its own text for a 403 ("Authorization error. Your credentials may be
+// expired or invalid." in the documented mode, "Authentication failed with provider … (HTTP 403)"
+// with BYOK), not the reply's message; it prints the message of a 400 or 422, which it does not
+// retry either (scripts/e2e-copilot-cli.sh records what it shows).
+const refusalStatus = http.StatusForbidden
+
 func (p *Proxy) refuse(st *reqState, budget bool, reason, model, msg string, fields map[string]string) bool {
-	return p.refuseStatus(st, http.StatusForbidden, budget, reason, model, msg, fields)
+	return p.refuseStatus(st, refusalStatus, budget, reason, model, msg, fields)
 }
 
 // refuseStatus writes a governance refusal: 403, never 429 (clients retry a 429, and a spent
@@ -302,7 +310,7 @@ func (p *Proxy) refuse(st *reqState, budget bool, reason, model, msg string, fie
 // change, and the same message under "error" for OpenAI- and Anthropic-style clients.
 func (p *Proxy) refuseStatus(st *reqState, status int, budget bool, reason, model, msg string, fields map[string]string) bool {
 	st.up = nil // not proxied: no latency sample
-	st.refusal = reason
+	st.refusal, st.model = reason, model
 	p.stats.refusal(reason)
 	p.usage.refused(model, budget)
 	kind := "copilot_route_model_policy"

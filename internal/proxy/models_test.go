@@ -57,7 +57,7 @@ func TestModelPolicyRefuses(t *testing.T) {
 		{"blocked exactly", nil, []string{"claude-opus-4.1"}, "claude-opus-4.1", "model-blocked", "blocked-models", "blocked-models: claude-opus-4.1"},
 		{"blocked by a glob, other case", nil, []string{"Claude-Opus-*"}, "claude-opus-4.1", "model-blocked", "blocked-models", "blocked-models: Claude-Opus-*"},
 		{"blocked, padded and upper-cased by the agent", nil, []string{"gpt-5"}, " GPT-5 ", "model-blocked", "blocked-models", "blocked-models: gpt-5"},
-		{"not allowed", []string{"gpt-5-mini", "claude-haiku-*"}, nil, "claude-opus-4.1", "model-not-allowed", "allowed-models", "allowed-models: gpt-5-mini, claude-haiku-*"},
+		{"not allowed", []string{"gpt-5-mini", "o4-*"}, nil, "claude-opus-4.1", "model-not-allowed", "allowed-models", "allowed-models: gpt-5-mini, o4-*"},
 		{"allowed but blocked", []string{"claude-*"}, []string{"claude-opus-*"}, "claude-opus-4.1", "model-blocked", "blocked-models", "blocked-models: claude-opus-*"},
 	}
 	for _, tc := range cases {
@@ -98,7 +98,7 @@ func TestModelPolicyForwardsTheBodyUnchanged(t *testing.T) {
 	bodies := []string{
 		chatBody("gpt-5-mini", false),
 		"{\n  \"messages\" : [ {\"role\":\"user\",\"content\":\"h\\u00e9 \\\"model\\\": \\\"gpt-5\\\"\"} ],\n\t\"model\":\"gpt\\u002d5-mini\" , \"n\": 1e0 }",
-		`{"messages":[{"role":"user","content":"{\"model\":\"claude-opus-4.1\"}"}],"metadata":{"model":"claude-opus-4.1"},"model":"claude-haiku-4.5"}`,
+		`{"messages":[{"role":"user","content":"{\"model\":\"claude-opus-4.1\"}"}],"metadata":{"model":"claude-opus-4.1"},"model":"o4-mini"}`,
 		`{"model":"gpt-5-mini","input":"` + strings.Repeat("x", 300<<10) + `"}`,
 	}
 	for i, body := range bodies {
@@ -107,7 +107,7 @@ func TestModelPolicyForwardsTheBodyUnchanged(t *testing.T) {
 				t.Parallel()
 				ft := startTenant(t, realToken)
 				h := setup(t, ft, platform.Input{}, func(c *Config) {
-					c.AllowedModels, c.BlockedModels = []string{"gpt-5-mini", "claude-haiku-*"}, []string{"claude-opus-*"}
+					c.AllowedModels, c.BlockedModels = []string{"gpt-5-mini", "o4-*"}, []string{"claude-opus-*"}
 				})
 				status, _, b := h.do(t, http.MethodPost, path, h.bearer(), body, nil)
 				if status != http.StatusOK {
@@ -169,7 +169,7 @@ func TestModelsFiltered(t *testing.T) {
 	t.Parallel()
 	ft := startTenant(t, realToken)
 	h := setup(t, ft, platform.Input{}, func(c *Config) {
-		c.AllowedModels, c.BlockedModels = []string{"claude-*", "GPT-5-MINI"}, []string{"claude-opus-*"}
+		c.AllowedModels, c.BlockedModels = []string{"claude-*", "GPT-5-MINI", "o4-*"}, []string{"claude-opus-*"}
 	})
 	for i := range 3 { // the second and third come from the memo
 		status, hdr, b := h.do(t, http.MethodGet, "/models", h.bearer(), "", nil)
@@ -192,7 +192,7 @@ func TestModelsFiltered(t *testing.T) {
 			}
 		}
 		sort.Strings(ids)
-		if want := "claude-haiku-4.5 claude-sonnet-4 claude-sonnet-4.5 gpt-5-mini"; strings.Join(ids, " ") != want || reply.Object != "list" {
+		if want := "claude-sonnet-4 claude-sonnet-4.5 gpt-5-mini o4-mini"; strings.Join(ids, " ") != want || reply.Object != "list" {
 			t.Errorf("reply %d: object %q, models %v, want list of %s", i, reply.Object, ids, want)
 		}
 		if hdr.Get("Content-Length") != fmt.Sprint(len(b)) {

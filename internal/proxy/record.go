@@ -31,8 +31,9 @@ type reqState struct {
 	refusal     string
 	wroteHeader bool
 	// inf is an admitted inference request's accounting (govern.go); nil for other routes.
-	inf *inference
-	uc  *usageCollector
+	inf   *inference
+	uc    *usageCollector
+	model string // the model a governance refusal named, for the log line
 }
 
 func (s *reqState) Header() http.Header { return s.rw.Header() }
@@ -178,8 +179,12 @@ func (p *Proxy) finish(st *reqState, r *http.Request) {
 		slog.String("error", st.errKind),
 		slog.String("refused", st.refusal),
 	}
+	model := st.model
 	if st.inf != nil {
-		p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", append(attrs[:], slog.String("model", cutString(st.inf.modelName(), 100)))...)
+		model = st.inf.modelName()
+	}
+	if model != "" {
+		p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", append(attrs[:], slog.String("model", cutString(model, 100)))...)
 	} else {
 		p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs[:]...)
 	}

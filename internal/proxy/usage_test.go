@@ -33,7 +33,7 @@ func milli(v float64) int64 { return int64(math.Round(v * 1000)) }
 func TestUsageMatchesTheTenant(t *testing.T) {
 	t.Parallel()
 	calls := []struct{ model, initiator string }{
-		{"claude-sonnet-4.5", "user"}, {"claude-haiku-4.5", ""}, {"claude-opus-4.1", "agent"}, {"gpt-5-mini", "user"}, {"claude-opus-4.1", "user"},
+		{"claude-sonnet-4.5", "user"}, {"o4-mini", ""}, {"claude-opus-4.1", "agent"}, {"gpt-5-mini", "user"}, {"claude-opus-4.1", "user"},
 	}
 	for _, mode := range []struct {
 		name string

@@ -89,13 +89,13 @@ var trafficCases = []trafficCase{
 		infer("/chat/completions", "gpt-5", false),
 		infer("/v1/messages", "claude-sonnet-4.5", false),
 		infer("/responses", "claude-sonnet-4.5", true),
-		infer("/chat/completions", "claude-haiku-4.5", false),
+		infer("/chat/completions", "o4-mini", false),
 		infer("/chat/completions", "claude-sonnet-4.5", false),
 		infer("/responses", "gpt-5-mini", false),
 		infer("/responses", "gpt-5-mini", false),
 		infer("/responses", "gpt-5-mini", false)},
 		gov: func(c *proxy.Config) {
-			c.AllowedModels, c.BlockedModels = []string{"claude-*", "gpt-5-mini"}, []string{"claude-opus-*"}
+			c.AllowedModels, c.BlockedModels = []string{"claude-*", "gpt-5-mini", "o4-*"}, []string{"claude-opus-*"}
 			c.MaxRequests, c.MaxPremiumRequests, c.MaxTokens = 6, 1.5, 1_000_000
 		},
 		setup: func(t testing.TB, w *diagnosetest.World) {
