@@ -58,8 +58,11 @@ func usageSection(b *strings.Builder, u proxy.UsageStats) {
 		if len(u.BlockedModels) > 0 {
 			parts = append(parts, "blocked "+codes(u.BlockedModels))
 		}
-		fmt.Fprintf(b, "**Model policy:** %s; %s refused by the model policy, nothing of them sent upstream.\n\n",
-			strings.Join(parts, "; "), plural(int(u.RefusedByPolicy), "request", "requests"))
+		refused := "no request refused"
+		if u.RefusedByPolicy > 0 {
+			refused = plural(int(u.RefusedByPolicy), "request", "requests") + " refused by the model policy, nothing of them sent upstream"
+		}
+		fmt.Fprintf(b, "**Model policy:** %s; %s.\n\n", strings.Join(parts, "; "), refused)
 	} else if u.RefusedByPolicy > 0 {
 		fmt.Fprintf(b, "%s refused by the model policy (inference on a route added by `allow-routes`), nothing of them sent upstream.\n\n",
 			plural(int(u.RefusedByPolicy), "request", "requests"))
