@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/copilot-route/copilot-route/internal/copilot"
 	"github.com/copilot-route/copilot-route/internal/faketenant"
 	"github.com/copilot-route/copilot-route/internal/platform"
 )
@@ -344,16 +343,7 @@ func TestChunkedRepliesAreStreamed(t *testing.T) {
 	}))
 	up.StartTLS()
 	t.Cleanup(up.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(up.Certificate())
-	ep, err := platform.Detect(platform.Input{ServerURL: "https://acme.ghe.com", APIURL: up.URL, CopilotAPITarget: up.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := serveHarness(t, Config{Endpoints: ep, ExplicitTarget: true, Token: copilot.NewToken(realToken),
-		ClientToken: NewClientToken(), RootCAs: roots, DialContext: loopbackOnly,
-		AllowRoutes: []string{"GET /ndjson", "GET /sized"}}, &syncBuffer{})
-	t.Cleanup(func() { h.stop() })
+	h := frontOf(t, up, func(c *Config) { c.AllowRoutes = []string{"GET /ndjson", "GET /sized"} })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

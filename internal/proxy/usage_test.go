@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"io"
 	"math"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/copilot-route/copilot-route/internal/copilot"
 	"github.com/copilot-route/copilot-route/internal/faketenant"
 	"github.com/copilot-route/copilot-route/internal/platform"
 )
@@ -172,16 +170,7 @@ func TestUsageReadFromAStreamCutAnywhere(t *testing.T) {
 	up.EnableHTTP2 = true
 	up.StartTLS()
 	t.Cleanup(up.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(up.Certificate())
-	ep, err := platform.Detect(platform.Input{ServerURL: "https://acme.ghe.com", APIURL: up.URL, CopilotAPITarget: up.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Endpoints: ep, ExplicitTarget: true, Token: copilot.NewToken(realToken), ClientToken: NewClientToken(),
-		RootCAs: roots, DialContext: loopbackOnly, MaxTokens: 1 << 40}
-	h := serveHarness(t, cfg, &syncBuffer{})
-	t.Cleanup(func() { h.stop() })
+	h := frontOf(t, up, func(c *Config) { c.MaxTokens = 1 << 40 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
