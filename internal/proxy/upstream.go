@@ -203,9 +203,11 @@ func (p *Proxy) rewrite(up *upstream) func(*httputil.ProxyRequest) {
 	}
 }
 
-// modifyResponse reads the replies to GET /models (models.go).
+// modifyResponse reads the replies to GET /models (models.go): every one under a model policy,
+// which filters them; otherwise until one has given the multipliers the usage report prices with
+// (a catalogue does not change during a job, and a reply passed on untouched costs nothing).
 func (p *Proxy) modifyResponse(resp *http.Response) error {
-	if resp.StatusCode != http.StatusOK || resp.Request == nil {
+	if resp.StatusCode != http.StatusOK || resp.Request == nil || (p.gov.policy == nil && p.prices.Load() != nil) {
 		return nil
 	}
 	if st := stateOf(resp.Request.Context()); st != nil && st.route == routeModels && st.up == p.copilot {
