@@ -7,6 +7,7 @@
 #   scripts/bench.sh                 full run (about 3 minutes)
 #   BENCH_QUICK=1 scripts/bench.sh   smoke run (under a minute; figures indicative only)
 #   BENCH_PROFILE=DIR scripts/bench.sh   the proxy in-process, with pprof profiles written to DIR
+#   BENCH_GOVERNED=1 scripts/bench.sh    the proxy with a model policy and every budget set (issue 17)
 #   BENCH_OUT=FILE, BENCH_REPS=N, BENCH_DURATION=10s   override the output file and run lengths
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -22,6 +23,7 @@ args=(-binary "$binary" -wrk "$(command -v wrk)" -out "${BENCH_OUT:-$ROOT/bench-
 [[ -n "${BENCH_REPS:-}" ]] && args+=(-reps "$BENCH_REPS")
 [[ -n "${BENCH_DURATION:-}" ]] && args+=(-duration "$BENCH_DURATION")
 [[ -n "${BENCH_PROFILE:-}" ]] && args+=(-profile "$BENCH_PROFILE")
+[[ -n "${BENCH_GOVERNED:-}" && "${BENCH_GOVERNED}" != 0 ]] && args+=(-governed)
 
 log "benchmark (load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs)"
 "$TOOLS/bin/copilot-route-bench" "${args[@]}" || die "the benchmark failed (see the messages above)"

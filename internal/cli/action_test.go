@@ -75,8 +75,11 @@ func TestActionPassesEveryInputExplicitly(t *testing.T) {
 	want := map[string][]string{
 		"detect": {"github-token", "server-url", "api-url", "copilot-host", "copilot-api-target", "platform", "extra-domains", "proxy-host", "export-env"},
 		"start": {"github-token", "server-url", "api-url", "copilot-host", "copilot-api-target", "platform", "proxy-host",
-			"extra-domains", "listen", "auth-scheme", "integration-id", "ca-file", "start-proxy"},
+			"extra-domains", "listen", "auth-scheme", "integration-id", "ca-file", "start-proxy", "allow-routes"},
 		"check-lock": {"github-token", "check-lock", "server-url", "api-url", "copilot-host", "copilot-api-target", "platform", "ca-file"},
+	}
+	for _, in := range governanceInputs {
+		want["start"] = append(want["start"], in.name)
 	}
 	for _, in := range detectInputs {
 		want["detect"] = append(want["detect"], in.name)

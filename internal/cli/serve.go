@@ -71,12 +71,15 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	var allowRoutes multiFlag
 	fs.Var(&allowRoutes, "allow-route", "'METHOD /path' or 'METHOD /prefix/*': forward this route too (repeatable); the default policy forwards only the routes Copilot clients use")
 	maxConns := fs.Int("max-conns", proxy.DefaultMaxConns, "most client connections open at once; at the cap the longest-idle one is closed for a new one")
+	govFlags := addGovernanceFlags(fs)
 	if code, ok := parseFlags(fs, args, stderr, "Runs the Copilot routing proxy. The real token comes from COPILOT_GITHUB_TOKEN (or --token-env),\n"+
 		"the client token from COPILOT_ROUTE_CLIENT_TOKEN (generated when unset, then written only to --ready-file);\n"+
 		"with --secrets-fd both come from a pipe instead, and the environment is not read for them.\n"+
 		"Prints {\"url\":...,\"pid\":...} on stdout once listening; SIGTERM stops it gracefully.\n"+
 		"It forwards only these routes (--allow-route adds more; everything else gets 403):\n  "+
-		strings.Join(proxy.DefaultRoutes(), "\n  ")); !ok {
+		strings.Join(proxy.DefaultRoutes(), "\n  ")+"\n"+
+		"Inference requests (the first three) are checked against --allowed-models/--blocked-models and the budgets\n"+
+		"(--max-requests, --max-premium-requests, --max-tokens) before they are forwarded; refused ones get 403."); !ok {
 		return code
 	}
 	fail := func(format string, a ...any) int {
@@ -132,6 +135,10 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		return fail("the client token (%s) equals the GitHub token: it must be a different value, the agent must never hold the real one", clientSource)
 	}
 
+	gov, err := govFlags.read(nil)
+	if err != nil {
+		return fail("%v", err)
+	}
 	in, _, err := detectInput(env, flags.or(nil))
 	if err != nil {
 		return fail("%v", err)
@@ -183,7 +190,7 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	if id := env.Getenv("GITHUB_RUN_ID"); id != "" {
 		interaction = id + "-" + firstSet(env.Getenv("GITHUB_RUN_ATTEMPT"), "1")
 	}
-	p, err := proxy.New(ctx, proxy.Config{
+	cfg := proxy.Config{
 		Endpoints:             ep,
 		ExplicitTarget:        in.CopilotAPITarget != "",
 		Token:                 realTok,
@@ -199,7 +206,9 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		ShutdownGrace:         *grace,
 		AllowRoutes:           allowRoutes,
 		MaxConns:              *maxConns,
-	})
+	}
+	gov.apply(&cfg)
+	p, err := proxy.New(ctx, cfg)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -224,7 +233,9 @@ func runServe(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 		slog.String("rest_api", ups[1].URL), slog.String("discovery", p.Stats().Discovery.State),
 		slog.String("token_kind", string(realTok.Kind())), slog.String("client_token", clientSource),
 		slog.String("auth_scheme", strings.ToLower(*authScheme)), slog.Bool("sealed", daemon.Sealed()),
-		slog.Any("allow_routes", p.Stats().Policy.Widened), slog.Int("max_conns", *maxConns))
+		slog.Any("allow_routes", p.Stats().Policy.Widened), slog.Int("max_conns", *maxConns),
+		slog.Any("allowed_models", gov.allowed), slog.Any("blocked_models", gov.blocked), slog.Int64("max_requests", gov.maxRequests),
+		slog.Float64("max_premium_requests", gov.maxPremium), slog.Int64("max_tokens", gov.maxTokens))
 	if sealErr != nil {
 		logger.Warn("other processes of this user may read the proxy's memory", slog.String("error", sealErr.Error()))
 	}

@@ -116,6 +116,7 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	fs.IntVar(&c.maxConns, "max-conns", 0, "most client connections the proxy keeps open (passed to serve; 0: serve's default)")
 	var allowRouteFlags multiFlag
 	fs.Var(&allowRouteFlags, "allow-route", "'METHOD /path' or 'METHOD /prefix/*' passed to serve (repeatable; input allow-routes, one per line)")
+	govFlags := addGovernanceFlags(fs)
 	var resolve multiFlag
 	fs.Var(&resolve, "resolve", "HOST:PORT:ADDR passed to serve --resolve (repeatable; tests and demos; also env COPILOT_ROUTE_RESOLVE, space-separated)")
 	var extraDomains string
@@ -168,6 +169,10 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return stepFail(a, stderr, err.Error())
 	}
+	gov, err := govFlags.read(a.Input)
+	if err != nil {
+		return stepFail(a, stderr, err.Error())
+	}
 
 	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
 		return stepFail(a, stderr, fmt.Sprintf("create %s: %v (set RUNNER_TEMP or --state-dir to a writable directory)", c.stateDir, err))
@@ -214,6 +219,7 @@ func runStart(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	if c.maxConns > 0 {
 		serveArgs = append(serveArgs, "--max-conns", strconv.Itoa(c.maxConns))
 	}
+	serveArgs = append(serveArgs, gov.serveArgs()...)
 	for _, r := range append(strings.Fields(env.Getenv("COPILOT_ROUTE_RESOLVE")), resolve...) {
 		serveArgs = append(serveArgs, "--resolve", r)
 	}

@@ -37,7 +37,7 @@ func runStop(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		fmt.Fprintln(stderr, "copilot-route: no proxy was started in this job; nothing to stop")
-		return commitSummary(a, stderr, "## ➖ copilot-route: traffic\n\nNo proxy was started in this job.\n\n")
+		return commitSummary(a, stderr, "## ➖ copilot-route: traffic\n\nNo proxy was started in this job.\n\n", nil)
 	case err != nil:
 		warn(a, stderr, "copilot-route stop", err.Error()+"; nothing was stopped")
 		return 0
@@ -70,7 +70,13 @@ func runStop(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 			}
 		}
 	}
-	return commitSummary(a, stderr, trafficMarkdown(st, stats, statsErr, res))
+	var outputs map[string]string
+	if stats != nil {
+		outputs = usageOutputs(stats.Usage)
+		fmt.Fprintf(stderr, "copilot-route: %s inference requests, %s premium requests, %s input and %s output tokens\n",
+			outputs["requests"], outputs["premium-requests"], outputs["input-tokens"], outputs["output-tokens"])
+	}
+	return commitSummary(a, stderr, trafficMarkdown(st, stats, statsErr, res), outputs)
 }
 
 // fetchStats asks the running proxy for its figures: on its control socket, which needs no token
@@ -131,13 +137,25 @@ func redactErr(err error, secret string) string {
 	return msg
 }
 
-func commitSummary(a *actions.Actions, stderr io.Writer, md string) int {
-	if a.Getenv(actions.FileSummary) == "" {
+// commitSummary appends md to the job summary and writes the outputs (stop's usage figures; none
+// when the proxy's figures could not be read, so a later step gating on them cannot read a 0 that
+// was never measured).
+func commitSummary(a *actions.Actions, stderr io.Writer, md string, outputs map[string]string) int {
+	if a.Getenv(actions.FileSummary) == "" && !a.InStep() {
 		fmt.Fprint(stderr, md)
 		return 0
 	}
 	b := a.Stage()
-	b.Summary(md)
+	for _, name := range stopOutputs {
+		if v, ok := outputs[name]; ok && a.InStep() {
+			b.Output(name, v)
+		}
+	}
+	if a.Getenv(actions.FileSummary) != "" {
+		b.Summary(md)
+	} else {
+		fmt.Fprint(stderr, md)
+	}
 	if err := b.Commit(); err != nil {
 		warn(a, stderr, "copilot-route stop", "write the job summary: "+err.Error())
 	}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -39,6 +41,23 @@ var catalogue = []model{
 	// The CLI 1.0.102 does not offer gpt-4.1 ("not available"), whatever this entry says.
 	{id: "gpt-4.1", name: "GPT-4.1", vendor: "Azure OpenAI", family: "gpt-4.1",
 		endpoints: []string{"/chat/completions"}, context: 128000, output: 16384},
+	// A fractional and a high multiplier, as the real catalogue has (0.33 for o4-mini, 10 for
+	// the largest Claude): budgets in premium requests are decimals.
+	{id: "o4-mini", name: "o4-mini", vendor: "Azure OpenAI", family: "o4-mini",
+		endpoints: []string{"/chat/completions", "/responses"}, premium: true, multiplier: 0.33, context: 200000, output: 100000},
+	{id: "claude-opus-4.1", name: "Claude Opus 4.1", vendor: "Anthropic", family: "claude-opus-4.1",
+		endpoints: []string{"/chat/completions", "/v1/messages"}, premium: true, multiplier: 10, context: 200000, output: 32000},
+}
+
+// Multiplier is the billing.multiplier GET /models gives a model, and whether the model is in
+// the catalogue: a user-initiated request costs that many premium requests.
+func Multiplier(id string) (float64, bool) {
+	for _, m := range catalogue {
+		if m.id == id {
+			return m.multiplier, true
+		}
+	}
+	return 0, false
 }
 
 func (m model) json() map[string]any {
@@ -349,18 +368,86 @@ func replyText(b Behavior) string {
 	return DefaultReplyText
 }
 
-func usage(text string) (in, out int) { return 42, len(strings.Fields(text)) + 1 }
+// The usage every completion reports, in each wire format's own fields: promptTokens prompt
+// tokens processed, cachedTokens of them read from the prompt cache and cacheWriteTokens written
+// to it, and one output token per word of the reply plus one.
+const (
+	promptTokens     = 42
+	cachedTokens     = 16
+	cacheWriteTokens = 4
+)
+
+func outputTokens(text string) int { return len(strings.Fields(text)) + 1 }
+
+// openAIUsage is chat completions' usage: prompt_tokens counts every prompt token, cached ones
+// included (and also given in prompt_tokens_details).
+func openAIUsage(out int) map[string]any {
+	return map[string]any{"prompt_tokens": promptTokens, "completion_tokens": out, "total_tokens": promptTokens + out,
+		"prompt_tokens_details": map[string]any{"cached_tokens": cachedTokens}}
+}
+
+// anthropicUsage is the Messages API's: input_tokens leaves out the tokens read from and written
+// to the cache, which come in fields of their own.
+func anthropicUsage(out int) map[string]any {
+	return map[string]any{"input_tokens": promptTokens - cachedTokens - cacheWriteTokens, "output_tokens": out,
+		"cache_read_input_tokens": cachedTokens, "cache_creation_input_tokens": cacheWriteTokens}
+}
+
+// spend records what a finished completion cost (Request.Usage) and is sent with the reply's
+// quota snapshot headers before it.
+func (t *Tenant) spend(c *call, mdl string, out int) {
+	mult, ok := Multiplier(mdl)
+	if !ok {
+		mult = 1
+	}
+	u := &Usage{Model: mdl, InputTokens: promptTokens, CachedTokens: cachedTokens, OutputTokens: int64(out)}
+	if c.initiator != "agent" {
+		u.Premium = mult
+	}
+	c.usage = u
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.premiumUsed += u.Premium
+	if c.idx < len(t.requests) && t.requests[c.idx].seq == c.seq {
+		t.requests[c.idx].Usage = u
+	}
+}
+
+// QuotaEntitlement is the premium requests a month the tenant's quota snapshot reports.
+const QuotaEntitlement = 300
+
+// QuotaReset is the reset time in the tenant's quota snapshots.
+const QuotaReset = "2026-12-01T00:00:00Z"
+
+// quotaHeaders sets the X-Quota-Snapshot-* headers the Copilot API sends with a completion:
+// URL-encoded entitlement, overage, overage permitted, remaining percent and reset.
+func (t *Tenant) quotaHeaders(h http.Header) {
+	t.mu.Lock()
+	used := t.premiumUsed
+	t.mu.Unlock()
+	rem := 100 * (QuotaEntitlement - used) / QuotaEntitlement
+	ov := 0.0
+	if rem < 0 {
+		ov, rem = used-QuotaEntitlement, 0
+	}
+	v := url.Values{"ent": {strconv.Itoa(QuotaEntitlement)}, "ov": {strconv.FormatFloat(ov, 'f', 1, 64)},
+		"ovPerm": {"false"}, "rem": {strconv.FormatFloat(rem, 'f', 1, 64)}, "rst": {QuotaReset}}
+	h["X-Quota-Snapshot-Premium_interactions"] = []string{v.Encode()}
+	h["X-Quota-Snapshot-Chat"] = []string{"ent=-1&ov=0.0&ovPerm=false&rem=100.0&rst=" + url.QueryEscape(QuotaReset)}
+}
 
 func (t *Tenant) chatCompletions(w http.ResponseWriter, r *http.Request, c *call) {
 	id, mdl, created := t.nextID("chatcmpl-fake"), requestModel(c), time.Now().Unix()
+	t.quotaHeaders(w.Header())
 	if !wantsStream(c) {
 		text := replyText(c.b)
-		in, out := usage(text)
+		out := outputTokens(text)
+		t.spend(c, mdl, out)
 		writeJSON(w, http.StatusOK, map[string]any{
 			"id": id, "object": "chat.completion", "created": created, "model": mdl,
 			"choices": []any{map[string]any{"index": 0, "finish_reason": "stop",
 				"message": map[string]any{"role": "assistant", "content": text}}},
-			"usage": map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out},
+			"usage": openAIUsage(out),
 		})
 		return
 	}
@@ -378,9 +465,18 @@ func (t *Tenant) chatCompletions(w http.ResponseWriter, r *http.Request, c *call
 			return s.event("", chunk(d, nil), true)
 		},
 		func(s *stream, text string) error {
-			in, out := usage(text)
+			out := outputTokens(text)
 			last := chunk(map[string]any{}, "stop")
-			last["usage"] = map[string]any{"prompt_tokens": in, "completion_tokens": out, "total_tokens": in + out}
+			if s.b.SeparateUsageChunk {
+				// OpenAI's stream_options.include_usage shape: the finish chunk, then one with no
+				// choices and the usage.
+				if err := s.event("", last, false); err != nil {
+					return err
+				}
+				last = map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": mdl, "choices": []any{}}
+			}
+			last["usage"] = openAIUsage(out)
+			t.spend(c, mdl, out)
 			if err := s.event("", last, false); err != nil {
 				return err
 			}
@@ -401,14 +497,19 @@ func (t *Tenant) responses(w http.ResponseWriter, r *http.Request, c *call) {
 		resp := map[string]any{"id": id, "object": "response", "created_at": created, "status": status, "model": mdl,
 			"output": output, "error": nil, "incomplete_details": nil}
 		if status == "completed" {
-			in, out := usage(text)
-			resp["usage"] = map[string]any{"input_tokens": in, "output_tokens": out, "total_tokens": in + out,
-				"input_tokens_details": map[string]any{"cached_tokens": 0}, "output_tokens_details": map[string]any{"reasoning_tokens": 0}}
+			out := outputTokens(text)
+			// input_tokens counts cached ones too, as chat completions' prompt_tokens does.
+			resp["usage"] = map[string]any{"input_tokens": promptTokens, "output_tokens": out, "total_tokens": promptTokens + out,
+				"input_tokens_details": map[string]any{"cached_tokens": cachedTokens}, "output_tokens_details": map[string]any{"reasoning_tokens": 0}}
+		} else {
+			resp["usage"] = nil
 		}
 		return resp
 	}
+	t.quotaHeaders(w.Header())
 	if !wantsStream(c) {
 		text := replyText(c.b)
+		t.spend(c, mdl, outputTokens(text))
 		writeJSON(w, http.StatusOK, response("completed", []any{message(text, "completed")}, text))
 		return
 	}
@@ -447,6 +548,7 @@ func (t *Tenant) responses(w http.ResponseWriter, r *http.Request, c *call) {
 				{"response.output_item.done", map[string]any{"output_index": 0, "item": message(text, "completed")}},
 				{"response.completed", map[string]any{"response": response("completed", []any{message(text, "completed")}, text)}},
 			}
+			t.spend(c, mdl, outputTokens(text))
 			for _, st := range steps {
 				if err := ev(s, st.typ, st.v, false); err != nil {
 					return err
@@ -458,24 +560,26 @@ func (t *Tenant) responses(w http.ResponseWriter, r *http.Request, c *call) {
 
 func (t *Tenant) messages(w http.ResponseWriter, r *http.Request, c *call) {
 	id, mdl := t.nextID("msg_fake"), requestModel(c)
+	t.quotaHeaders(w.Header())
 	if !wantsStream(c) {
 		text := replyText(c.b)
-		in, out := usage(text)
+		out := outputTokens(text)
+		t.spend(c, mdl, out)
 		writeJSON(w, http.StatusOK, map[string]any{
 			"id": id, "type": "message", "role": "assistant", "model": mdl,
 			"content":     []any{map[string]any{"type": "text", "text": text}},
 			"stop_reason": "end_turn", "stop_sequence": nil,
-			"usage": map[string]any{"input_tokens": in, "output_tokens": out},
+			"usage": anthropicUsage(out),
 		})
 		return
 	}
 	t.runStream(w, r, c.b,
 		func(s *stream) error {
-			in, _ := usage("")
+			// message_start's output_tokens is already 1; message_delta's is the running total,
+			// not an increment.
 			if err := s.event("message_start", map[string]any{"type": "message_start", "message": map[string]any{
 				"id": id, "type": "message", "role": "assistant", "model": mdl, "content": []any{},
-				"stop_reason": nil, "stop_sequence": nil,
-				"usage": map[string]any{"input_tokens": in, "output_tokens": 1}}}, false); err != nil {
+				"stop_reason": nil, "stop_sequence": nil, "usage": anthropicUsage(1)}}, false); err != nil {
 				return err
 			}
 			if err := s.event("content_block_start", map[string]any{"type": "content_block_start", "index": 0,
@@ -489,10 +593,11 @@ func (t *Tenant) messages(w http.ResponseWriter, r *http.Request, c *call) {
 				"delta": map[string]any{"type": "text_delta", "text": text}}, true)
 		},
 		func(s *stream, text string) error {
-			_, out := usage(text)
+			out := outputTokens(text)
 			if err := s.event("content_block_stop", map[string]any{"type": "content_block_stop", "index": 0}, false); err != nil {
 				return err
 			}
+			t.spend(c, mdl, out)
 			if err := s.event("message_delta", map[string]any{"type": "message_delta",
 				"delta": map[string]any{"stop_reason": "end_turn", "stop_sequence": nil},
 				"usage": map[string]any{"output_tokens": out}}, false); err != nil {

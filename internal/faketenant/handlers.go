@@ -33,6 +33,10 @@ type call struct {
 	body []byte
 	json map[string]any
 	idx  int // index in t.requests
+	seq  int // that request's Request.seq
+
+	initiator string // X-Initiator
+	usage     *Usage // what the completion reported, once it finished
 }
 
 var routes = map[string]route{
@@ -80,13 +84,13 @@ func (t *Tenant) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	req := Request{
 		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
 		Header: r.Header.Clone(), BodyBytes: int64(len(body)), At: time.Now(), Proto: r.Proto, Body: body,
-		AuthHeader: credHeader, AuthScheme: scheme, RemoteIP: remoteIP(r.RemoteAddr),
+		AuthHeader: credHeader, AuthScheme: scheme, RemoteIP: remoteIP(r.RemoteAddr), Initiator: r.Header.Get("X-Initiator"),
 	}
 	if cred != "" {
 		req.AuthTokenSHA256 = TokenSHA256(cred)
 	}
 	req.CredentialSHA256 = credentialHashes(r.Header)
-	c := &call{body: body}
+	c := &call{body: body, initiator: req.Initiator}
 	if len(body) > 0 {
 		var m map[string]any
 		if json.Unmarshal(body, &m) == nil {
@@ -105,7 +109,7 @@ func (t *Tenant) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	req.Auth = t.classifyLocked(cred)
 	t.seq++
 	seq := t.seq
-	c.idx = len(t.requests)
+	c.idx, c.seq, req.seq = len(t.requests), seq, seq
 	t.requests = append(t.requests, req)
 	t.mu.Unlock()
 
@@ -114,7 +118,10 @@ func (t *Tenant) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	w = sw
 	if t.log != nil {
-		defer func() { t.writeLog(req, sw.status) }()
+		defer func() {
+			req.Usage = c.usage
+			t.writeLog(req, sw.status)
+		}()
 	}
 
 	w.Header().Set("X-GitHub-Request-Id", fmt.Sprintf("FAKE:%04X:%06X", seq, time.Now().UnixNano()&0xFFFFFF))

@@ -87,6 +87,31 @@ type Request struct {
 	// RemoteIP is the client's address, so a test can tell who reached the tenant (the proxy, or
 	// a sandbox's egress proxy).
 	RemoteIP string
+	// Initiator is the X-Initiator header ("user", "agent" or "").
+	Initiator string
+	// Usage is what a completion reported and cost; nil for other routes and for a completion
+	// that did not finish (a reset stream).
+	Usage *Usage
+
+	seq int // tells a recorded request from a later one at the same index after ResetRequests
+}
+
+// Usage is what one completion reported in its reply's usage, in wire-neutral terms, and what it
+// cost in premium requests (the model's multiplier for a user-initiated request, 0 for an
+// agent-initiated one).
+type Usage struct {
+	Model        string  `json:"model"`
+	InputTokens  int64   `json:"input_tokens"`  // every prompt token processed, cached ones included
+	CachedTokens int64   `json:"cached_tokens"` // of them, read from the prompt cache
+	OutputTokens int64   `json:"output_tokens"`
+	Premium      float64 `json:"premium"`
+}
+
+// UsageTotals sums the completions of one model.
+type UsageTotals struct {
+	Requests                                int64
+	Premium                                 float64
+	InputTokens, CachedTokens, OutputTokens int64
 }
 
 // Behavior is how the tenant answers; change it at runtime with Tenant.Set.
@@ -106,6 +131,9 @@ type Behavior struct {
 	ResetAfterChunks int            // >0: abort the TCP connection (RST) after N chunks
 	NeverEnd         bool           // stream chunks until the client goes away
 	ReplyText        string         // the assistant's text; default "Hello from the simulated acme tenant."
+	// SeparateUsageChunk sends a streamed chat completion's usage in a chunk of its own with no
+	// choices (OpenAI's stream_options.include_usage shape) rather than in the finish chunk.
+	SeparateUsageChunk bool
 
 	// Gate, when set, makes a stream wait for a value (or a close) on it before writing each
 	// chunk after the first, so a test can look at chunk N before chunk N+1 exists, untimed.
@@ -135,8 +163,10 @@ type Tenant struct {
 	issued   map[string]bool // Copilot tokens handed out by the exchange
 	seq      int             // for ids in replies
 	open     int             // streams being written now
-	idle     chan struct{}   // closed and replaced whenever open drops to 0
-	canceled int             // streams that ended because the client went away
+	// premiumUsed is what completions cost so far, for the quota snapshot headers.
+	premiumUsed float64
+	idle        chan struct{} // closed and replaced whenever open drops to 0
+	canceled    int           // streams that ended because the client went away
 }
 
 // Start creates the CA and the server certificate and starts serving TLS.
@@ -345,6 +375,26 @@ func (t *Tenant) Requests() []Request {
 	return out
 }
 
+// Usage sums the recorded completions per model (the model the tenant answered as): what a
+// proxy's usage report must match.
+func (t *Tenant) Usage() map[string]UsageTotals {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]UsageTotals{}
+	for _, r := range t.requests {
+		if u := r.Usage; u != nil {
+			s := out[u.Model]
+			s.Requests++
+			s.Premium += u.Premium
+			s.InputTokens += u.InputTokens
+			s.CachedTokens += u.CachedTokens
+			s.OutputTokens += u.OutputTokens
+			out[u.Model] = s
+		}
+	}
+	return out
+}
+
 // ResetRequests forgets the recorded requests.
 func (t *Tenant) ResetRequests() {
 	t.mu.Lock()
@@ -464,6 +514,9 @@ type LogLine struct {
 	// Status is the reply's status (0 when the handler ended without one: a reset stream).
 	Status   int    `json:"status"`
 	RemoteIP string `json:"remote_ip,omitempty"`
+	// Initiator is the X-Initiator header; Usage what a finished completion reported and cost.
+	Initiator string `json:"initiator,omitempty"`
+	Usage     *Usage `json:"usage,omitempty"`
 }
 
 // LogLine is r in its log form.
@@ -479,6 +532,7 @@ func (r Request) LogLine() LogLine {
 		AuthHeader: r.AuthHeader, AuthScheme: r.AuthScheme, AuthTokenSHA256: r.AuthTokenSHA256, CredentialSHA256: r.CredentialSHA256, BodyBytes: r.BodyBytes,
 		Stream: r.Stream, Model: r.Model, RPCMethod: maskTokens(r.RPCMethod), UserAgent: maskTokens(r.Header.Get("User-Agent")),
 		IntegrationID: maskTokens(r.Header.Get("Copilot-Integration-Id")), RemoteIP: r.RemoteIP,
+		Initiator: maskTokens(cutLog(r.Initiator)), Usage: r.Usage,
 	}
 }
 
@@ -487,3 +541,10 @@ func (r Request) LogLine() LogLine {
 var tokenShape = regexp.MustCompile(`(?i)(gh[opsur]_|github_pat_)[A-Za-z0-9_]+`)
 
 func maskTokens(s string) string { return tokenShape.ReplaceAllString(s, "${1}[REDACTED]") }
+
+func cutLog(s string) string {
+	if len(s) > 64 {
+		return s[:64]
+	}
+	return s
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -914,5 +915,67 @@ func TestTelemetryNeedsNoCredential(t *testing.T) {
 	}
 	if r := send(t, ft, "PUT", "/telemetry", nil, ""); r.status != 405 {
 		t.Fatalf("PUT /telemetry: %d, want 405", r.status)
+	}
+}
+
+// Every completion reports its usage in its wire format's own fields, cached tokens included,
+// sends the quota snapshot headers, and is recorded with what it cost: its model's multiplier for a
+// user-initiated request, nothing for an agent-initiated one.
+func TestCompletionUsageAndCost(t *testing.T) {
+	t.Parallel()
+	ft := start(t, nil)
+	c := ft.Client()
+	post := func(path, model string, stream bool, initiator string) (http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", ft.URL()+path, strings.NewReader(`{"model":"`+model+`","stream":`+map[bool]string{true: "true", false: "false"}[stream]+`}`))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		if initiator != "" {
+			req.Header.Set("X-Initiator", initiator)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.Header, string(b)
+	}
+	cases := []struct {
+		path   string
+		stream bool
+		want   []string
+	}{
+		{"/chat/completions", false, []string{`"prompt_tokens":42`, `"cached_tokens":16`, `"completion_tokens":7`}},
+		{"/chat/completions", true, []string{`"prompt_tokens":42`, `"cached_tokens":16`, `"completion_tokens":7`}},
+		{"/responses", false, []string{`"input_tokens":42`, `"cached_tokens":16`, `"output_tokens":7`}},
+		{"/responses", true, []string{`"input_tokens":42`, `"cached_tokens":16`, `"output_tokens":7`, `"usage":null`}},
+		{"/v1/messages", false, []string{`"input_tokens":22`, `"cache_read_input_tokens":16`, `"cache_creation_input_tokens":4`, `"output_tokens":7`}},
+		{"/v1/messages", true, []string{`"input_tokens":22`, `"cache_read_input_tokens":16`, `"output_tokens":1`, `"usage":{"output_tokens":7}`}},
+	}
+	for _, tc := range cases {
+		h, body := post(tc.path, "o4-mini", tc.stream, "")
+		for _, w := range tc.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s stream=%t lacks %s:\n%.600s", tc.path, tc.stream, w, body)
+			}
+		}
+		if q := h.Get("X-Quota-Snapshot-Premium_interactions"); !strings.Contains(q, "ent=300") || !strings.Contains(q, "rst=2026-12-01T00%3A00%3A00Z") {
+			t.Errorf("%s: quota snapshot %q", tc.path, q)
+		}
+	}
+	ft.Set(func(b *Behavior) { b.SeparateUsageChunk = true })
+	if _, body := post("/chat/completions", "claude-opus-4.1", true, "agent"); !strings.Contains(body, `"choices":[],`) {
+		t.Errorf("no separate usage chunk:\n%s", body)
+	}
+	post("/v1/messages", "gpt-5", false, "user")
+	u := ft.Usage()
+	if h := u["o4-mini"]; h.Requests != 6 || fmt.Sprintf("%.2f", h.Premium) != "1.98" || h.InputTokens != 6*42 || h.CachedTokens != 6*16 || h.OutputTokens != 6*7 {
+		t.Errorf("o4-mini: %+v", h)
+	}
+	if o := u["claude-opus-4.1"]; o.Requests != 1 || o.Premium != 0 {
+		t.Errorf("an agent turn on opus: %+v", o)
+	}
+	if g := u["gpt-5"]; g.Premium != 1 {
+		t.Errorf("gpt-5: %+v", g)
 	}
 }

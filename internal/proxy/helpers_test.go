@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -268,4 +270,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("gave up waiting for %s", what)
+}
+
+// frontOf runs a proxy (acme.ghe.com, both upstreams at up) in front of an upstream of the test's
+// own, started with TLS; mutate adjusts the Config. The proxy stops with the test.
+func frontOf(t *testing.T, up *httptest.Server, mutate func(*Config)) *harness {
+	t.Helper()
+	roots := x509.NewCertPool()
+	roots.AddCert(up.Certificate())
+	ep, err := platform.Detect(platform.Input{ServerURL: "https://acme.ghe.com", APIURL: up.URL, CopilotAPITarget: up.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Endpoints: ep, ExplicitTarget: true, Token: copilot.NewToken(realToken), ClientToken: NewClientToken(),
+		RootCAs: roots, DialContext: loopbackOnly}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	h := serveHarness(t, cfg, &syncBuffer{})
+	t.Cleanup(func() { h.stop() })
+	return h
 }

@@ -82,6 +82,16 @@ type Config struct {
 	// MaxConns caps the client connections open at once (0: DefaultMaxConns); at the cap the
 	// longest-idle connection is closed for a new one, or the new one is refused.
 	MaxConns int
+
+	// The model policy (models.go): case-insensitive globs ('*' any run of characters) an
+	// inference request's model must match (AllowedModels, when set) and must not match
+	// (BlockedModels). GET /models replies are filtered to the permitted models.
+	AllowedModels, BlockedModels []string
+	// Budgets (budget.go), 0 for none: inference requests forwarded, premium requests (Copilot's
+	// accounting, decimal) and input + output tokens.
+	MaxRequests        int64
+	MaxPremiumRequests float64
+	MaxTokens          int64
 }
 
 // Proxy is the routing proxy. It is an http.Handler; Serve runs it on a listener.
@@ -95,6 +105,13 @@ type Proxy struct {
 	exchanger *copilot.Exchanger
 	shimToken string // what the exchange shim hands out instead of a Copilot token
 	policy    *policy
+	gov       governance
+	usage     *usageCollector
+	// prices are the model multipliers: the proxy's own GET /models, or one read from a reply to
+	// an agent; modelsMemo the last /models reply and what was made of it.
+	prices     atomic.Pointer[priceList]
+	priceFetch priceFetch
+	modelsMemo atomic.Pointer[modelsMemo]
 
 	clientToken string
 	publicURL   atomic.Pointer[string]
@@ -156,6 +173,10 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	gov, err := newGovernance(cfg)
+	if err != nil {
+		return nil, err
+	}
 	p := &Proxy{
 		cfg:           cfg,
 		log:           cfg.Logger,
@@ -167,6 +188,8 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 		apiVersion:    []string{cfg.APIVersion},
 		interactionID: []string{cfg.InteractionID},
 		policy:        pol,
+		gov:           gov,
+		usage:         newUsageCollector(cfg.Now),
 	}
 	if cfg.PublicURL != "" {
 		p.SetPublicURL(cfg.PublicURL)
@@ -185,6 +208,11 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	}
 	p.exchanger = copilot.NewExchanger(p.credClient(p.rest), p.rest.target.String(), cfg.Token, 30*time.Second)
 	p.discover(ctx)
+	if gov.budget.limit[1] > 0 {
+		// The premium budget prices requests with the tenant's own multipliers: read them now, so
+		// the first request does not wait (a failure is retried when a request needs them).
+		_, _ = p.ownPrices(ctx)
+	}
 	return p, nil
 }
 
@@ -216,6 +244,7 @@ func (p *Proxy) Upstreams() []UpstreamInfo {
 func (p *Proxy) Stats() Stats {
 	s := p.stats.snapshot(p.now(), p.Upstreams())
 	s.Policy = p.policy.stats()
+	s.Usage = p.usageStats()
 	return s
 }
 
@@ -276,6 +305,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.up, st.path = up, path
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingBody{st: st, rc: http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes)}
+	}
+	// The model policy and the budgets (govern.go), before anything goes upstream.
+	switch {
+	case isInference(rl):
+		if !p.admitInference(st, r) {
+			return
+		}
+	case rl.widen && p.gov.on:
+		if !p.admitWidened(st, r, rl, path) {
+			return
+		}
 	}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	if streamed(st.route) {

@@ -30,6 +30,10 @@ type reqState struct {
 	errKind     string
 	refusal     string
 	wroteHeader bool
+	// inf is an admitted inference request's accounting (govern.go); nil for other routes.
+	inf   *inference
+	uc    *usageCollector
+	model string // the model a governance refusal named, for the log line
 }
 
 func (s *reqState) Header() http.Header { return s.rw.Header() }
@@ -42,6 +46,9 @@ func (s *reqState) WriteHeader(code int) {
 		s.wroteHeader = true
 		s.status = code
 		s.headerAt = time.Now()
+		if s.inf != nil {
+			s.inf.onHeader(code, s.rw.Header(), s.uc)
+		}
 	}
 	s.rw.WriteHeader(code)
 }
@@ -52,6 +59,9 @@ func (s *reqState) Write(b []byte) (int, error) {
 	}
 	n, err := s.rw.Write(b)
 	s.bytesOut += int64(n)
+	if s.inf != nil {
+		s.inf.feed(b[:n]) // after the write: the client's bytes are not held for it
+	}
 	return n, err
 }
 
@@ -61,6 +71,9 @@ func (s *reqState) Flush() {
 	}
 	if f, ok := s.rw.(http.Flusher); ok {
 		f.Flush()
+	}
+	if s.inf != nil {
+		s.inf.drain() // decode a usage event once its bytes are on their way
 	}
 }
 
@@ -76,13 +89,17 @@ func stateOf(ctx context.Context) *reqState {
 
 // countingBody counts request body bytes as the transport reads them and notes an oversize body.
 type countingBody struct {
-	st *reqState
-	rc io.ReadCloser
+	st    *reqState
+	rc    io.ReadCloser
+	sniff *modelSniffer // an inference body not read whole: its model, for the usage report
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.st.bytesIn.Add(int64(n))
+	if b.sniff != nil {
+		b.sniff.feed(p[:n])
+	}
 	if err != nil && err != io.EOF {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -124,6 +141,9 @@ func (p *Proxy) finish(st *reqState, r *http.Request) {
 		status = 499 // the client went away before any reply: nginx's code for it
 		st.errKind = "client-gone"
 	}
+	if st.inf != nil {
+		p.settle(st)
+	}
 	p.stats.requests.Add(1)
 	p.stats.countStatus(st.route, status)
 	p.stats.bytesIn.Add(st.bytesIn.Load())
@@ -159,7 +179,15 @@ func (p *Proxy) finish(st *reqState, r *http.Request) {
 		slog.String("error", st.errKind),
 		slog.String("refused", st.refusal),
 	}
-	p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs[:]...)
+	model := st.model
+	if st.inf != nil {
+		model = st.inf.modelName()
+	}
+	if model != "" {
+		p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", append(attrs[:], slog.String("model", cutString(model, 100)))...)
+	} else {
+		p.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs[:]...)
+	}
 	if v != nil {
 		panic(v)
 	}

@@ -48,6 +48,9 @@ type Stats struct {
 	// ConnCapHits counts connections closed because the connection cap was reached (an idle one
 	// evicted, or the new one refused).
 	ConnCapHits int64 `json:"conn_cap_hits"`
+	// Usage is what inference requests spent (per model, tokens, premium requests), the quota
+	// snapshot the tenant sent, each budget's use, and what the model policy and budgets refused.
+	Usage UsageStats `json:"usage"`
 }
 
 // UpstreamInfo names one upstream the proxy routes to.

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/copilot-route/copilot-route/internal/copilot"
 	"github.com/copilot-route/copilot-route/internal/faketenant"
 	"github.com/copilot-route/copilot-route/internal/platform"
 )
@@ -69,36 +68,44 @@ func openStream(t *testing.T, h *harness, path string) (*http.Response, *streamR
 }
 
 // Each chunk reaches the client before the fake is even allowed to write the next one: the fake
-// waits on a gate the test opens only after it has read the chunk through the proxy.
+// waits on a gate the test opens only after it has read the chunk through the proxy. The same with
+// a model policy and every budget set: reading the usage delays no chunk.
 func TestStreamingChunkByChunk(t *testing.T) {
 	t.Parallel()
 	for _, path := range []string{"/chat/completions", "/responses", "/v1/messages"} {
-		t.Run(strings.TrimPrefix(path, "/"), func(t *testing.T) {
-			t.Parallel()
-			ft := startTenant(t, realToken)
-			gate := make(chan struct{})
-			ft.Set(func(b *faketenant.Behavior) { b.Gate, b.StreamChunks, b.ReplyText = gate, 3, pieces })
-			h := setup(t, ft, platform.Input{}, nil)
-			_, sr := openStream(t, h, path)
-			sr.until("AAAAAAAA")
-			if strings.Contains(sr.seen.String(), "BBBB") {
-				t.Fatal("chunk 2 arrived before the gate opened")
-			}
-			gate <- struct{}{}
-			sr.until("BBBBBBBB")
-			gate <- struct{}{}
-			sr.until("CCCCCCCC")
-			rest, err := io.ReadAll(sr.r)
-			if err != nil {
-				t.Fatalf("end of stream: %v", err)
-			}
-			all := sr.seen.String() + string(rest)
-			end := map[string]string{"/chat/completions": "[DONE]", "/responses": "response.completed", "/v1/messages": "message_stop"}[path]
-			if !strings.Contains(all, end) {
-				t.Errorf("stream lacks its end marker %q: %q", end, all)
-			}
-			scanSecrets(t, "stream", []byte(all), realToken)
-		})
+		for _, gov := range []func(*Config){nil, governed} {
+			name := strings.TrimPrefix(path, "/") + map[bool]string{true: " governed"}[gov != nil]
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				ft := startTenant(t, realToken)
+				gate := make(chan struct{})
+				ft.Set(func(b *faketenant.Behavior) { b.Gate, b.StreamChunks, b.ReplyText = gate, 3, pieces })
+				h := setup(t, ft, platform.Input{}, gov)
+				_, sr := openStream(t, h, path)
+				sr.until("AAAAAAAA")
+				if strings.Contains(sr.seen.String(), "BBBB") {
+					t.Fatal("chunk 2 arrived before the gate opened")
+				}
+				gate <- struct{}{}
+				sr.until("BBBBBBBB")
+				gate <- struct{}{}
+				sr.until("CCCCCCCC")
+				rest, err := io.ReadAll(sr.r)
+				if err != nil {
+					t.Fatalf("end of stream: %v", err)
+				}
+				all := sr.seen.String() + string(rest)
+				end := map[string]string{"/chat/completions": "[DONE]", "/responses": "response.completed", "/v1/messages": "message_stop"}[path]
+				if !strings.Contains(all, end) {
+					t.Errorf("stream lacks its end marker %q: %q", end, all)
+				}
+				scanSecrets(t, "stream", []byte(all), realToken)
+				waitFor(t, "the stream settled", func() bool { return h.p.Stats().Usage.Requests == 1 })
+				if u := h.p.Stats().Usage; u.InputTokens != 42 || u.OutputTokens != 2 || u.EstimatedReplies != 0 {
+					t.Errorf("usage read from the stream: in %d, out %d, estimated %d; want 42, 2, 0", u.InputTokens, u.OutputTokens, u.EstimatedReplies)
+				}
+			})
+		}
 	}
 }
 
@@ -336,16 +343,7 @@ func TestChunkedRepliesAreStreamed(t *testing.T) {
 	}))
 	up.StartTLS()
 	t.Cleanup(up.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(up.Certificate())
-	ep, err := platform.Detect(platform.Input{ServerURL: "https://acme.ghe.com", APIURL: up.URL, CopilotAPITarget: up.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := serveHarness(t, Config{Endpoints: ep, ExplicitTarget: true, Token: copilot.NewToken(realToken),
-		ClientToken: NewClientToken(), RootCAs: roots, DialContext: loopbackOnly,
-		AllowRoutes: []string{"GET /ndjson", "GET /sized"}}, &syncBuffer{})
-	t.Cleanup(func() { h.stop() })
+	h := frontOf(t, up, func(c *Config) { c.AllowRoutes = []string{"GET /ndjson", "GET /sized"} })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -82,7 +82,7 @@ func (p *Proxy) newUpstream(name, rawURL, source string, isCopilot bool) (*upstr
 		// headers now" timer fires at once): ~3% of serve's CPU at 64 clients on GET /models.
 		FlushInterval:  0,
 		ErrorHandler:   p.upstreamFailed,
-		ModifyResponse: nil,
+		ModifyResponse: p.modifyResponse,
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 		BufferPool:     replyBuffers,
 	}
@@ -173,7 +173,8 @@ func streamed(route route) bool {
 func (p *Proxy) rewrite(up *upstream) func(*httputil.ProxyRequest) {
 	return func(pr *httputil.ProxyRequest) {
 		pr.SetURL(up.target)
-		if st := stateOf(pr.In.Context()); st != nil && st.path != "" {
+		st := stateOf(pr.In.Context())
+		if st != nil && st.path != "" {
 			pr.Out.URL.Path = up.target.Path + st.path
 			pr.Out.URL.RawPath = ""
 		}
@@ -182,6 +183,11 @@ func (p *Proxy) rewrite(up *upstream) func(*httputil.ProxyRequest) {
 			if clientOnlyHeader(k) || p.holdsClientSecret(vs) {
 				delete(h, k)
 			}
+		}
+		// Replies the proxy reads (usage, the model list) come unencoded: a client's "br" must not
+		// make them unreadable, nor hide the usage max-tokens counts.
+		if st != nil && (st.inf != nil || st.route == routeModels) {
+			h["Accept-Encoding"] = identityEncoding
 		}
 		if up.isCopilot {
 			if _, ok := h[copilotIntegrationKey]; !ok {
@@ -196,6 +202,21 @@ func (p *Proxy) rewrite(up *upstream) func(*httputil.ProxyRequest) {
 		}
 	}
 }
+
+// modifyResponse reads the replies to GET /models (models.go): every one under a model policy,
+// which filters them; otherwise until one has given the multipliers the usage report prices with
+// (a catalogue does not change during a job, and a reply passed on untouched costs nothing).
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	if resp.StatusCode != http.StatusOK || resp.Request == nil || (p.gov.policy == nil && p.prices.Load() != nil) {
+		return nil
+	}
+	if st := stateOf(resp.Request.Context()); st != nil && st.route == routeModels && st.up == p.copilot {
+		return p.filterModels(resp)
+	}
+	return nil
+}
+
+var identityEncoding = []string{"identity"}
 
 var (
 	copilotIntegrationKey = http.CanonicalHeaderKey(copilot.HeaderIntegrationID)

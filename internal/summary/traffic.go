@@ -14,7 +14,8 @@ func Traffic(s proxy.Stats) string {
 	var b strings.Builder
 	icon := "✅"
 	switch {
-	case len(s.UpstreamErrors) > 0 || serverErrors(s) > 0 || s.ClientAuthFailures > 0 || s.Policy.Refused > 0:
+	case len(s.UpstreamErrors) > 0 || serverErrors(s) > 0 || s.ClientAuthFailures > 0 || s.Policy.Refused > 0 ||
+		s.Usage.RefusedByPolicy+s.Usage.RefusedByBudget > 0:
 		icon = "⚠️"
 	case s.Requests == 0:
 		icon = "➖"
@@ -37,6 +38,8 @@ func Traffic(s proxy.Stats) string {
 		fmt.Fprintf(&b, "| to the first byte | %s | %s | %s | %s |\n", num(s.LatencyMS.P50), num(s.LatencyMS.P95), num(s.LatencyMS.P99), num(s.LatencyMS.Max))
 		fmt.Fprintf(&b, "| to the last byte | %s | %s | %s | %s |\n\n", num(s.DurationMS.P50), num(s.DurationMS.P95), num(s.DurationMS.P99), num(s.DurationMS.Max))
 	}
+
+	usageSection(&b, s.Usage)
 
 	if len(s.UpstreamErrors) > 0 {
 		b.WriteString("### Upstream errors\n\n| | Host | Kind | Count | What to do |\n| :-: | --- | --- | --: | --- |\n")
@@ -308,6 +311,7 @@ func TrafficAnnotations(s proxy.Stats) []Annotation {
 			Message: fmt.Sprintf("%s refused by the route policy, nothing sent upstream: %s. If the agent needs a route, add 'METHOD /path' to the input allow-routes.",
 				plural(int(s.Policy.Refused), "request was", "requests were"), strings.Join(top, ", "))})
 	}
+	out = append(out, usageAnnotations(s.Usage)...)
 	if s.ConnCapHits > 0 {
 		out = append(out, Annotation{Level: "warning", Title: "copilot-route: connection cap",
 			Message: fmt.Sprintf("%s closed at the proxy's connection cap: a client held too many connections open (the longest-idle ones were closed for new ones, or new ones refused while all were busy).",

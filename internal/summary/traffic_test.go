@@ -28,12 +28,20 @@ type trafficCase struct {
 	name  string
 	setup func(t testing.TB, w *diagnosetest.World)
 	calls []call
-	allow []string // allow-routes
+	allow []string            // allow-routes
+	gov   func(*proxy.Config) // a model policy and budgets
 }
 
 type call struct {
 	method, path, body string
 	noAuth             bool
+	agent              bool // X-Initiator: agent
+}
+
+// infer is a streamed inference request for model on path.
+func infer(path, model string, agent bool) call {
+	return call{method: "POST", path: path, agent: agent,
+		body: `{"model":"` + model + `","stream":true,"messages":[{"role":"user","content":"hi"}],"input":"hi"}`}
 }
 
 var (
@@ -74,6 +82,25 @@ var trafficCases = []trafficCase{
 		setup: func(t testing.TB, w *diagnosetest.World) {
 			w.Tenant(t, "acme.ghe.com", diagnosetest.PATToken, "api.acme.ghe.com", "copilot-api.acme.ghe.com")
 		}},
+	// A job with a model policy and every budget: the agent tries a blocked model, an unlisted
+	// one, spends its premium requests, then its requests.
+	{name: "ghe-governed", calls: []call{models,
+		infer("/v1/messages", "claude-opus-4.1", false),
+		infer("/chat/completions", "gpt-5", false),
+		infer("/v1/messages", "claude-sonnet-4.5", false),
+		infer("/responses", "claude-sonnet-4.5", true),
+		infer("/chat/completions", "o4-mini", false),
+		infer("/chat/completions", "claude-sonnet-4.5", false),
+		infer("/responses", "gpt-5-mini", false),
+		infer("/responses", "gpt-5-mini", false),
+		infer("/responses", "gpt-5-mini", false)},
+		gov: func(c *proxy.Config) {
+			c.AllowedModels, c.BlockedModels = []string{"claude-*", "gpt-5-mini", "o4-*"}, []string{"claude-opus-*"}
+			c.MaxRequests, c.MaxPremiumRequests, c.MaxTokens = 6, 1.5, 1_000_000
+		},
+		setup: func(t testing.TB, w *diagnosetest.World) {
+			w.Tenant(t, "acme.ghe.com", diagnosetest.PATToken, "api.acme.ghe.com", "copilot-api.acme.ghe.com")
+		}},
 	{name: "ghe-reset-mid-stream", calls: []call{models, chatStream, chatStream},
 		setup: func(t testing.TB, w *diagnosetest.World) {
 			ft := w.Tenant(t, "acme.ghe.com", diagnosetest.PATToken, "api.acme.ghe.com", "copilot-api.acme.ghe.com")
@@ -93,12 +120,16 @@ func (tc trafficCase) run(t *testing.T) proxy.Stats {
 	for _, pem := range w.CAs {
 		roots.AppendCertsFromPEM(pem)
 	}
-	p, err := proxy.New(context.Background(), proxy.Config{
+	cfg := proxy.Config{
 		Endpoints: ep, Token: copilot.NewToken(diagnosetest.PATToken), ClientToken: copilot.NewToken(clientToken),
 		RootCAs: roots, DialContext: diagnose.StaticDialer(w.Dial), AllowRoutes: tc.allow,
 		// Generous: no case here is about timeouts, and a loaded CI machine must not make one.
 		DialTimeout: 20 * time.Second, TLSHandshakeTimeout: 20 * time.Second,
-	})
+	}
+	if tc.gov != nil {
+		tc.gov(&cfg)
+	}
+	p, err := proxy.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +146,9 @@ func (tc trafficCase) run(t *testing.T) proxy.Stats {
 		if c.body != "" {
 			req.Header.Set("Content-Type", "application/json")
 		}
+		if c.agent {
+			req.Header.Set("X-Initiator", "agent")
+		}
 		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatalf("%s %s: %v", c.method, c.path, err)
@@ -122,8 +156,12 @@ func (tc trafficCase) run(t *testing.T) proxy.Stats {
 		_, _ = io.Copy(io.Discard, resp.Body) // a reset stream ends in an error here: expected
 		resp.Body.Close()
 	}
-	// A request is counted just after its reply is sent: the client can see the reply first.
-	for i := 0; i < 2000 && p.Stats().Requests < int64(len(tc.calls)); i++ {
+	// A request's figures are recorded when its handler returns, a moment after the client read
+	// the reply.
+	for i := 0; p.Stats().Requests < int64(len(tc.calls)); i++ {
+		if i == 2000 {
+			t.Fatalf("the proxy counted %d of %d requests", p.Stats().Requests, len(tc.calls))
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	return p.Stats()
@@ -148,6 +186,9 @@ func normalizeStats(s proxy.Stats) proxy.Stats {
 	s.LatencyMS, s.DurationMS = fix(s.LatencyMS, 1), fix(s.DurationMS, 3)
 	for i := range s.SchemeSwitches {
 		s.SchemeSwitches[i].At = s.StartedAt.Add(3 * time.Second)
+	}
+	for i := range s.Usage.Quota {
+		s.Usage.Quota[i].At = s.StartedAt.Add(time.Minute)
 	}
 	s.Discovery.Reason = loopbackPort.ReplaceAllString(s.Discovery.Reason, "127.0.0.1:PORT")
 	s.Exchange.Message = loopbackPort.ReplaceAllString(s.Exchange.Message, "127.0.0.1:PORT")

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -139,7 +141,7 @@ func warm(t target, n int, stream bool) error {
 			defer wg.Done()
 			req, _ := http.NewRequest(http.MethodGet, t.base+"/models", nil)
 			if stream {
-				req, _ = http.NewRequest(http.MethodPost, t.base+"/chat/completions?chunks=1", strings.NewReader(`{"stream":true}`))
+				req, _ = http.NewRequest(http.MethodPost, t.base+"/chat/completions?chunks=1", strings.NewReader(benchStreamBody))
 			}
 			req.Header.Set("Authorization", t.auth)
 			resp, err := t.client.Do(req)
@@ -178,7 +180,7 @@ func runSSE(ctx context.Context, t target, n, chunks int, interval time.Duration
 		go func(o *streamOut) {
 			defer wg.Done()
 			o.delays = make([]time.Duration, 0, chunks)
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(`{"model":"bench","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(`{"model":"model-00","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
 			req.Header.Set("Authorization", t.auth)
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Accept", "text/event-stream")
@@ -274,7 +276,7 @@ func holdStreams(ctx context.Context, t target, n int) (wait func(), err error) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(`{"stream":true}`))
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(benchStreamBody))
 			req.Header.Set("Authorization", t.auth)
 			resp, err := t.client.Do(req)
 			if err != nil {
@@ -299,6 +301,20 @@ func holdStreams(ctx context.Context, t target, n int) (wait func(), err error) 
 	return wg.Wait, err
 }
 
+// benchStreamBody names a model of the upstream's list, so that a proxy with a model policy
+// (-governed) forwards it.
+const benchStreamBody = `{"model":"model-00","stream":true}`
+
+// uploadBody is a JSON prompt of about n bytes naming a model: what a proxy with a model policy
+// must read whole before forwarding, and what any proxy streams.
+func uploadBody(n int) []byte {
+	raw := make([]byte, n*3/4)
+	rand.Read(raw)
+	b := []byte(`{"model":"model-00","messages":[{"role":"user","content":"`)
+	b = base64.StdEncoding.AppendEncode(b, raw)
+	return append(b, `"}]}`...)
+}
+
 // runUpload posts body count times in a row to /chat/completions (the route a large prompt
 // takes through the proxy) and returns the median MB/s (10^6 bytes).
 func runUpload(t target, body []byte, count int) (float64, error) {
@@ -306,7 +322,7 @@ func runUpload(t target, body []byte, count int) (float64, error) {
 	for range count {
 		req, _ := http.NewRequest(http.MethodPost, t.base+"/chat/completions?upload=1", bytes.NewReader(body))
 		req.Header.Set("Authorization", t.auth)
-		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Content-Type", "application/json")
 		t0 := time.Now()
 		resp, err := t.client.Do(req)
 		if err != nil {

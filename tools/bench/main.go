@@ -73,6 +73,7 @@ type results struct {
 	Quick        bool      `json:"quick"`
 	Reps         int       `json:"repetitions"`
 	Upstream     string    `json:"upstream"`
+	Governed     bool      `json:"governed"` // the proxy ran with a model policy and every budget
 	ProxyCommand string    `json:"proxy_command"`
 
 	// Medians over the repetitions.
@@ -120,6 +121,7 @@ func runBench(args []string) error {
 		proxyEnv = append(proxyEnv, v)
 		return nil
 	})
+	governed := fs.Bool("governed", false, "run the proxy with a model policy and every budget set (allowed/blocked models, max-requests, max-premium-requests, max-tokens), none of them reached")
 	skipAB := fs.Bool("hold-only", false, "measure only the memory with open streams (for tuning)")
 	only := fs.String("only", "", "comma-separated subset of models,sse,upload to run (for tuning; the default runs all)")
 	hold := fs.Int("hold", 0, "streams to hold open for the memory figure (default 1,000; 200 with -quick)")
@@ -178,6 +180,12 @@ func runBench(args []string) error {
 		"--server-url", "https://acme.ghe.com", "--copilot-api-target", "https://copilot-api.acme.ghe.com",
 		"--resolve", "copilot-api.acme.ghe.com:443:" + upInfo.Addr, "--resolve", "api.acme.ghe.com:443:" + upInfo.Addr,
 		"--ca-file", caFile}
+	if *governed {
+		// Every check runs on every request; no limit is reached in a run.
+		serveArgs = append(serveArgs, "--allowed-models", "model-*", "--blocked-models", "model-99,other-*",
+			"--max-requests", "1000000000", "--max-premium-requests", "1000000000", "--max-tokens", "1000000000000")
+	}
+	res.Governed = *governed
 	proxyExe := c.binary
 	if c.profileDir != "" {
 		proxyExe = self
@@ -232,8 +240,7 @@ func runBench(args []string) error {
 		}
 	}
 
-	body := make([]byte, 10<<20)
-	rand.Read(body)
+	body := uploadBody(10 << 20)
 	ctx := context.Background()
 	if *skipAB {
 		c.reps = 0
@@ -612,8 +619,9 @@ func randomAlnum(n int) string {
 }
 
 func printTable(w io.Writer, r *results, c config) {
-	fmt.Fprintf(w, "\ncopilot-route benchmark (%s, %d CPUs, load %s → %s, medians of %d%s)\n\n", r.GoVersion, r.CPUs,
-		r.LoadAvgStart, r.LoadAvgEnd, r.Reps, map[bool]string{true: ", QUICK: small workloads, figures indicative only"}[r.Quick])
+	fmt.Fprintf(w, "\ncopilot-route benchmark (%s, %d CPUs, load %s → %s, medians of %d%s%s)\n\n", r.GoVersion, r.CPUs,
+		r.LoadAvgStart, r.LoadAvgEnd, r.Reps, map[bool]string{true: ", QUICK: small workloads, figures indicative only"}[r.Quick],
+		map[bool]string{true: ", proxy GOVERNED: model policy and every budget set"}[r.Governed])
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "workload\tdirect (A)\tcopilot-route (B)\tB−A or B÷A\tplain ReverseProxy (C)\tC−A or C÷A\ttarget")
 	row := func(name, a, b, d, cc, cd, target string) {

@@ -40,6 +40,12 @@ func runProfiledProxy(args []string) error {
 		resolve[host+":"+port] = addr
 		return nil
 	})
+	var allowed, blocked []string
+	fs.Func("allowed-models", "", func(v string) error { allowed = append(allowed, proxy.SplitModelList(v)...); return nil })
+	fs.Func("blocked-models", "", func(v string) error { blocked = append(blocked, proxy.SplitModelList(v)...); return nil })
+	maxRequests := fs.Int64("max-requests", 0, "")
+	maxPremium := fs.Float64("max-premium-requests", 0, "")
+	maxTokens := fs.Int64("max-tokens", 0, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -91,7 +97,9 @@ func runProfiledProxy(args []string) error {
 		Token:       copilot.NewToken(os.Getenv("COPILOT_GITHUB_TOKEN")),
 		ClientToken: copilot.NewToken(os.Getenv("COPILOT_ROUTE_CLIENT_TOKEN")),
 		RootCAs:     roots, Resolve: resolve,
-		Logger: slog.New(slog.NewJSONHandler(logf, nil)),
+		Logger:        slog.New(slog.NewJSONHandler(logf, nil)),
+		AllowedModels: allowed, BlockedModels: blocked,
+		MaxRequests: *maxRequests, MaxPremiumRequests: *maxPremium, MaxTokens: *maxTokens,
 	})
 	if err != nil {
 		return err

@@ -38,18 +38,23 @@ import (
 // Every route wants a non-empty Authorization header, as the real API does.
 
 var modelsBody = func() []byte {
+	type billing struct {
+		Multiplier float64 `json:"multiplier"`
+	}
 	type model struct {
-		ID      string `json:"id"`
-		Object  string `json:"object"`
-		Vendor  string `json:"vendor"`
-		Version string `json:"version"`
-		Family  string `json:"family"`
-		Picker  bool   `json:"model_picker_enabled"`
+		ID      string  `json:"id"`
+		Object  string  `json:"object"`
+		Vendor  string  `json:"vendor"`
+		Version string  `json:"version"`
+		Family  string  `json:"family"`
+		Picker  bool    `json:"model_picker_enabled"`
+		Billing billing `json:"billing"` // what -governed's premium budget prices by
 	}
 	var list []model
 	for i := 0; ; i++ {
 		list = append(list, model{ID: fmt.Sprintf("model-%02d", i), Object: "model", Vendor: "bench",
-			Version: fmt.Sprintf("model-%02d-2025-01-01", i), Family: "bench-family", Picker: i%2 == 0})
+			Version: fmt.Sprintf("model-%02d-2025-01-01", i), Family: "bench-family", Picker: i%2 == 0,
+			Billing: billing{Multiplier: float64(i % 3)}})
 		b, _ := json.Marshal(map[string]any{"data": list, "object": "list"})
 		if len(b) >= 4000 {
 			return b
